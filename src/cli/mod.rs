@@ -1,0 +1,139 @@
+//! The `modaliasd` command line: one file per subcommand.
+//!
+//! Exit codes, for every subcommand: 0 success, 1 some inputs were invalid (each reported on
+//! stderr), 2 usage error or a failure that stopped the command (unreadable module directory...).
+
+mod compile;
+pub mod json;
+mod resolve;
+
+use crate::index::{module_dir, running_kernel_release};
+use crate::resolve::saved::CachePolicy;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_INVALID_INPUT: i32 = 1;
+pub const EXIT_FAILURE: i32 = 2;
+
+const HELP: &str = "\
+modaliasd: kernel hotplug events in, loaded drivers out.
+
+Usage: modaliasd COMMAND [OPTIONS]
+
+Commands:
+  resolve   print the modules that MODALIAS strings or module names resolve to
+  compile   compile modules.alias into the saved index (run after depmod)
+
+Run 'modaliasd COMMAND --help' for the options of a command.
+Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
+";
+
+pub fn main(args: Vec<OsString>) -> i32 {
+    let mut args = args.into_iter();
+    let Some(command) = args.next() else {
+        eprint!("{HELP}");
+        return EXIT_FAILURE;
+    };
+    let rest: Vec<OsString> = args.collect();
+    let result = match command.to_str() {
+        Some("resolve") => resolve::run(rest),
+        Some("compile") => compile::run(rest),
+        Some("-h" | "--help" | "help") => {
+            print!("{HELP}");
+            Ok(EXIT_OK)
+        }
+        Some("-V" | "--version") => {
+            println!("modaliasd {}", env!("CARGO_PKG_VERSION"));
+            Ok(EXIT_OK)
+        }
+        _ => Err(format!(
+            "unknown command '{}' (see 'modaliasd --help')",
+            command.to_string_lossy()
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("modaliasd: {message}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `--root`, `--kver` and the index options shared by the commands that read a module directory.
+#[derive(Debug, Default)]
+pub(crate) struct TreeOptions {
+    pub root: Option<PathBuf>,
+    pub kver: Option<String>,
+    pub index: Option<PathBuf>,
+    pub no_index: bool,
+}
+
+pub(crate) const TREE_OPTIONS_HELP: &str = "\
+  --root DIR      system root holding lib/modules/KVER (default /)
+  --kver VER      kernel release (default: the running kernel's, as uname -r)
+  --index FILE    saved index to use instead of lib/modules/KVER/modaliasd.index
+  --no-index      compile from the module directory; neither read nor write an index
+";
+
+impl TreeOptions {
+    /// Whether `--name` is one of ours.
+    pub fn takes(name: &str) -> bool {
+        matches!(name, "root" | "kver" | "index" | "no-index")
+    }
+
+    /// Sets `--name` (one that [`TreeOptions::takes`]), reading its value from `parser`.
+    pub fn set(&mut self, name: &str, parser: &mut lexopt::Parser) -> Result<(), String> {
+        match name {
+            "root" => self.root = Some(value(parser)?.into()),
+            "kver" => self.kver = Some(string(parser)?),
+            "index" => self.index = Some(value(parser)?.into()),
+            _ => self.no_index = true,
+        }
+        Ok(())
+    }
+
+    pub fn module_dir(&self) -> Result<PathBuf, String> {
+        let kver = match &self.kver {
+            Some(k) => k.clone(),
+            None => running_kernel_release().map_err(|e| e.to_string())?,
+        };
+        if kver.is_empty() || kver.contains('/') || kver == ".." {
+            return Err(format!("--kver {kver:?} is not a kernel release"));
+        }
+        let root = self.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        Ok(module_dir(&root, &kver))
+    }
+
+    pub fn cache_policy(&self) -> CachePolicy {
+        match (&self.index, self.no_index) {
+            (_, true) => CachePolicy::Off,
+            (Some(f), false) => CachePolicy::File(f.clone()),
+            (None, false) => CachePolicy::Default,
+        }
+    }
+}
+
+pub(crate) fn value(parser: &mut lexopt::Parser) -> Result<OsString, String> {
+    parser.value().map_err(|e| e.to_string())
+}
+
+pub(crate) fn string(parser: &mut lexopt::Parser) -> Result<String, String> {
+    value(parser)?
+        .into_string()
+        .map_err(|v| format!("{} is not valid UTF-8", v.to_string_lossy()))
+}
+
+/// Prints the module directory's warnings, at most `limit` of them.
+pub(crate) fn report_warnings(warnings: &[crate::index::Warning], limit: usize) {
+    for w in warnings.iter().take(limit) {
+        eprintln!("modaliasd: warning: {w}");
+    }
+    if warnings.len() > limit {
+        eprintln!(
+            "modaliasd: warning: {} more problems in the module directory not shown",
+            warnings.len() - limit
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! Readers for a module directory, `ROOT/lib/modules/KVER`, as depmod leaves it.
+//!
+//! [`ModuleTree::load`] reads the text files depmod writes and, for each one that is absent, the
+//! binary index that stands in for it (`modules.alias` or else `modules.alias.bin`, ...). Both give
+//! the same [`ModuleTree`].
+//!
+//! Priorities: libkmod orders the modules a lookup returns by the priority depmod stored with each
+//! alias, which is the module's position in depmod's sorted module list. depmod writes
+//! `modules.dep` in that very order, so the line number in `modules.dep` *is* the priority. It is
+//! also better than `modules.order`, which cannot place modules that are not listed in it
+//! (out-of-tree modules in `updates/` or `extra/`), while `modules.dep` places every module.
+
+pub mod kmod_bin;
+
+use crate::error::{Error, Result};
+use crate::names::{modname_from_path, normalize_alias, normalize_modname};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A module listed in `modules.dep`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    pub name: String,
+    /// Path relative to the module directory, as written in `modules.dep`.
+    pub path: String,
+    /// Paths of the modules it depends on, as written in `modules.dep`.
+    pub deps: Vec<String>,
+}
+
+/// One `alias` entry of `modules.alias`, `modules.symbols` or a built-in module's modinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasEntry {
+    /// The pattern after libkmod's normalisation (`-` to `_` outside brackets).
+    pub pattern: Vec<u8>,
+    pub module: String,
+    /// depmod's priority: the module's position in `modules.dep` (0 for built-in aliases).
+    pub priority: u32,
+    /// Where the entry was read: line number in a text file, 0 when it came from a `.bin`.
+    pub line: u32,
+}
+
+/// A problem that did not stop the load: the entry was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub path: PathBuf,
+    pub line: u64,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+/// A file that was read, identified well enough to notice when depmod rewrites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub name: String,
+    pub len: u64,
+    pub mtime_ns: i128,
+}
+
+/// Everything the resolver needs from a module directory.
+#[derive(Debug, Default)]
+pub struct ModuleTree {
+    pub dir: PathBuf,
+    /// In `modules.dep` order, which is depmod's priority order.
+    pub modules: Vec<Module>,
+    pub aliases: Vec<AliasEntry>,
+    /// Which file the aliases came from (`modules.alias` or `modules.alias.bin`).
+    pub aliases_file: &'static str,
+    pub symbols: Vec<AliasEntry>,
+    pub builtin: Vec<String>,
+    pub builtin_aliases: Vec<AliasEntry>,
+    pub sources: Vec<SourceStamp>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The files [`ModuleTree::load`] may read, in the order it reads them.
+pub const SOURCE_FILES: &[&str] = &[
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.builtin",
+    "modules.builtin.bin",
+    "modules.builtin.modinfo",
+    "modules.builtin.alias.bin",
+];
+
+/// `ROOT/lib/modules/KVER`.
+pub fn module_dir(root: &Path, kver: &str) -> PathBuf {
+    root.join("lib/modules").join(kver)
+}
+
+/// The running kernel's release, as `uname -r` prints it.
+pub fn running_kernel_release() -> Result<String> {
+    // SAFETY: utsname is plain data; uname fills it or fails.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(Error::other(format!(
+            "uname: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let release: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&release).into_owned())
+}
+
+impl ModuleTree {
+    /// Reads the module directory `dir`. `modules.dep` (or `.bin`) and `modules.alias` (or
+    /// `.bin`) are required; the symbol and built-in files are optional, as they are for libkmod.
+    pub fn load(dir: &Path) -> Result<ModuleTree> {
+        let mut tree = ModuleTree {
+            dir: dir.to_owned(),
+            ..Default::default()
+        };
+        tree.load_dep()?;
+        let priority: HashMap<String, u32> = tree
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i as u32))
+            .collect();
+        let (aliases, file) = tree.load_alias_table("modules.alias", &priority, true)?;
+        tree.aliases = aliases;
+        tree.aliases_file = file;
+        tree.symbols = tree
+            .load_alias_table("modules.symbols", &priority, false)?
+            .0;
+        tree.load_builtin()?;
+        tree.load_builtin_aliases()?;
+        Ok(tree)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Reads `name` if present, recording its stamp; `Ok(None)` if it does not exist.
+    fn read_optional(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(name);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        self.sources.push(stamp(name, &meta));
+        Ok(Some(data))
+    }
+
+    fn warn(&mut self, name: &str, line: u64, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            path: self.path(name),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn load_dep(&mut self) -> Result<()> {
+        if let Some(data) = self.read_optional("modules.dep")? {
+            for (no, line) in lines(&data) {
+                let Ok(line) = std::str::from_utf8(line) else {
+                    self.warn("modules.dep", no, "not UTF-8; line skipped");
+                    continue;
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_dep_line(line) {
+                    Some(m) => self.modules.push(m),
+                    None => self.warn(
+                        "modules.dep",
+                        no,
+                        "expected 'PATH: DEPENDENCY...'; line skipped",
+                    ),
+                }
+            }
+            return Ok(());
+        }
+        let bin = self.path("modules.dep.bin");
+        if !bin.exists() {
+            return Err(Error::missing(
+                &self.path("modules.dep"),
+                "run depmod, or pass the right --root and --kver",
+            ));
+        }
+        let entries = kmod_bin::read_all(&bin)?;
+        self.sources.push(stamp(
+            "modules.dep.bin",
+            &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
+        ));
+        let mut modules: Vec<(u32, Module)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let parsed = std::str::from_utf8(&e.value).ok().and_then(parse_dep_line);
+            match parsed {
+                Some(m) => modules.push((e.priority, m)),
+                None => self.warn(
+                    "modules.dep.bin",
+                    0,
+                    format!(
+                        "value for {} is not 'PATH: DEPENDENCY...'; skipped",
+                        e.key.escape_ascii()
+                    ),
+                ),
+            }
+        }
+        modules.sort_by_key(|(p, _)| *p);
+        self.modules = modules.into_iter().map(|(_, m)| m).collect();
+        Ok(())
+    }
+
+    /// Reads `modules.alias` or `modules.symbols` (lines `alias PATTERN MODULE`), or the `.bin`
+    /// that stands in for it. Patterns are normalised as depmod does for the `.bin`.
+    fn load_alias_table(
+        &mut self,
+        name: &'static str,
+        priority: &HashMap<String, u32>,
+        required: bool,
+    ) -> Result<(Vec<AliasEntry>, &'static str)> {
+        let bin_name: &'static str = match name {
+            "modules.alias" => "modules.alias.bin",
+            _ => "modules.symbols.bin",
+        };
+        let mut out = Vec::new();
+        if let Some(data) = self.read_optional(name)? {
+            let mut normalized = Vec::new();
+            for (no, line) in lines(&data) {
+                if line.is_empty() || line[0] == b'#' {
+                    continue;
+                }
+                let mut fields = line
+                    .split(|&c| c == b' ' || c == b'\t')
+                    .filter(|f| !f.is_empty());
+                let (Some(b"alias"), Some(pattern), Some(module), None) =
+                    (fields.next(), fields.next(), fields.next(), fields.next())
+                else {
+                    self.warn(name, no, "expected 'alias PATTERN MODULE'; line skipped");
+                    continue;
+                };
+                let Ok(module) = std::str::from_utf8(module) else {
+                    self.warn(name, no, "module name is not UTF-8; line skipped");
+                    continue;
+                };
+                if let Err(e) = normalize_alias(pattern, &mut normalized) {
+                    // depmod skips these too ("Unmatched bracket"), so libkmod never sees them.
+                    self.warn(name, no, format!("{e} in pattern; line skipped"));
+                    continue;
+                }
+                let module = normalize_modname(module);
+                let priority = priority.get(&module).copied().unwrap_or(u32::MAX);
+                out.push(AliasEntry {
+                    pattern: normalized.clone(),
+                    module,
+                    priority,
+                    line: no as u32,
+                });
+            }
+            return Ok((out, name));
+        }
+        let bin = self.path(bin_name);
+        if !bin.exists() {
+            if required {
+                return Err(Error::missing(
+                    &self.path(name),
+                    "run depmod, or pass the right --root and --kver",
+                ));
+            }
+            return Ok((out, name));
+        }
+        let entries = kmod_bin::read_all(&bin)?;
+        self.sources.push(stamp(
+            bin_name,
+            &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
+        ));
+        for e in entries {
+            match String::from_utf8(e.value) {
+                Ok(module) => out.push(AliasEntry {
+                    pattern: e.key,
+                    module,
+                    priority: e.priority,
+                    line: 0,
+                }),
+                Err(_) => self.warn(bin_name, 0, "module name is not UTF-8; skipped"),
+            }
+        }
+        Ok((out, bin_name))
+    }
+
+    fn load_builtin(&mut self) -> Result<()> {
+        if let Some(data) = self.read_optional("modules.builtin")? {
+            for (no, line) in lines(&data) {
+                match std::str::from_utf8(line) {
+                    Ok(l) if l.trim().is_empty() => {}
+                    Ok(l) => self.builtin.push(modname_from_path(l.trim())),
+                    Err(_) => self.warn("modules.builtin", no, "not UTF-8; line skipped"),
+                }
+            }
+            return Ok(());
+        }
+        let bin = self.path("modules.builtin.bin");
+        if bin.exists() {
+            let entries = kmod_bin::read_all(&bin)?;
+            self.sources.push(stamp(
+                "modules.builtin.bin",
+                &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
+            ));
+            for e in entries {
+                match String::from_utf8(e.key) {
+                    Ok(k) => self.builtin.push(k),
+                    Err(_) => self.warn("modules.builtin.bin", 0, "key is not UTF-8; skipped"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Built-in aliases come from `modules.builtin.modinfo` (`MODULE.alias=PATTERN\0` records) or
+    /// `modules.builtin.alias.bin`. depmod inserts them all with priority 0; see
+    /// [`crate::resolve`] for how libkmod then orders them.
+    fn load_builtin_aliases(&mut self) -> Result<()> {
+        if let Some(data) = self.read_optional("modules.builtin.modinfo")? {
+            let mut normalized = Vec::new();
+            for (index, record) in data.split(|&c| c == 0).enumerate() {
+                let Some(eq) = memchr::memchr(b'=', record) else {
+                    continue;
+                };
+                let (key, value) = (&record[..eq], &record[eq + 1..]);
+                let Some(module) = key.strip_suffix(b".alias") else {
+                    continue;
+                };
+                if module.is_empty() || module.contains(&b'.') || value.is_empty() {
+                    continue;
+                }
+                let Ok(module) = std::str::from_utf8(module) else {
+                    self.warn(
+                        "modules.builtin.modinfo",
+                        index as u64 + 1,
+                        "module name is not UTF-8; skipped",
+                    );
+                    continue;
+                };
+                if let Err(e) = normalize_alias(value, &mut normalized) {
+                    self.warn(
+                        "modules.builtin.modinfo",
+                        index as u64 + 1,
+                        format!("{e} in alias; skipped"),
+                    );
+                    continue;
+                }
+                self.builtin_aliases.push(AliasEntry {
+                    pattern: normalized.clone(),
+                    module: module.to_owned(),
+                    priority: 0,
+                    // Records are NUL-separated; number them like lines.
+                    line: index as u32 + 1,
+                });
+            }
+            return Ok(());
+        }
+        let bin = self.path("modules.builtin.alias.bin");
+        if bin.exists() {
+            let entries = kmod_bin::read_all(&bin)?;
+            self.sources.push(stamp(
+                "modules.builtin.alias.bin",
+                &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
+            ));
+            // depmod stores the values under one key newest first; put them back in insertion
+            // order, which is what the text file gives.
+            let mut start = 0;
+            while start < entries.len() {
+                let end = start
+                    + entries[start..]
+                        .iter()
+                        .take_while(|e| e.key == entries[start].key)
+                        .count();
+                for e in entries[start..end].iter().rev() {
+                    if let Ok(module) = String::from_utf8(e.value.clone()) {
+                        self.builtin_aliases.push(AliasEntry {
+                            pattern: e.key.clone(),
+                            module,
+                            priority: e.priority,
+                            line: 0,
+                        });
+                    }
+                }
+                start = end;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stamp(name: &str, meta: &std::fs::Metadata) -> SourceStamp {
+    use std::os::unix::fs::MetadataExt;
+    SourceStamp {
+        name: name.to_owned(),
+        len: meta.len(),
+        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+    }
+}
+
+/// Lines with their 1-based numbers, without the newline.
+fn lines(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    data.split(|&c| c == b'\n')
+        .enumerate()
+        .filter(move |_| !data.is_empty())
+        .map(|(i, l)| (i as u64 + 1, l))
+}
+
+/// `kernel/x/a.ko.xz: kernel/y/b.ko.xz kernel/z/c.ko.xz`
+fn parse_dep_line(line: &str) -> Option<Module> {
+    let (path, deps) = line.split_once(':')?;
+    let path = path.trim();
+    if path.is_empty() || path.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(Module {
+        name: modname_from_path(path),
+        path: path.to_owned(),
+        deps: deps.split_whitespace().map(str::to_owned).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_lines() {
+        let m = parse_dep_line("kernel/a/snd-hda-intel.ko.xz: kernel/b/x.ko.xz kernel/c/y.ko.xz")
+            .unwrap();
+        assert_eq!(m.name, "snd_hda_intel");
+        assert_eq!(m.deps.len(), 2);
+        assert!(parse_dep_line("no colon here").is_none());
+        assert!(parse_dep_line(": x").is_none());
+    }
+
+    #[test]
+    fn line_numbers() {
+        let v: Vec<_> = lines(b"a\n\nb\n").collect();
+        assert_eq!(v, [(1, &b"a"[..]), (2, &b""[..]), (3, &b"b"[..])]);
+        assert_eq!(lines(b"").count(), 0);
+    }
+}

@@ -1,0 +1,14 @@
+//! modaliasd: kernel uevents in, loaded drivers out.
+//!
+//! The pipeline, one module per stage: a uevent's `MODALIAS` is resolved against the module
+//! directory ([`index`] reads it, [`matcher`] compiles its `fnmatch` patterns, [`resolve`] applies
+//! libkmod's lookup order) and the resulting modules are loaded.
+
+pub mod cli;
+pub mod error;
+pub mod index;
+pub mod matcher;
+pub mod names;
+pub mod resolve;
+
+pub use error::{Error, Result};

@@ -1,0 +1,435 @@
+//! From a MODALIAS or a module name to the modules libkmod would return, in libkmod's order.
+//!
+//! libkmod (`kmod_module_new_from_lookup`) normalises the string, then tries these sources in
+//! turn and stops at the first that yields anything (semantics.md §2):
+//!
+//! 1. `alias` lines of modprobe.d            — [`ConfigLookup::aliases`]
+//! 2. an exact module name in `modules.dep`   (not for strings containing `:`)
+//! 3. `modules.symbols`, for `symbol:NAME`
+//! 4. a modprobe.d `install`/`remove` command — [`ConfigLookup::has_command`]
+//! 5. `modules.alias` patterns (fnmatch)
+//! 6. `modules.builtin` names
+//! 7. built-in aliases from `modules.builtin.modinfo` (the modules are marked built in)
+//!
+//! Steps 1 and 4 belong to the modprobe.d configuration; [`NoConfig`] answers "nothing" for them.
+//!
+//! # Matching
+//! libkmod compares a pattern's bytes before its first `*`, `?` or `[` literally and hands the rest
+//! to fnmatch; the compiled automaton does the same ([`Syntax::Libkmod`]). Keys that themselves
+//! contain `*`, `?` or `[` can also match through libkmod's literal walk; those few are answered by
+//! re-enacting that walk ([`kmod_walk`]).
+//!
+//! # Order
+//! libkmod inserts every match into a list kept sorted by priority, a new entry going *before*
+//! entries of equal priority. For `modules.alias` the priority is the module's depmod position, so
+//! the order is simply `modules.dep` order. Built-in aliases all have priority 0, so their order is
+//! the reverse of the order libkmod's walk meets them. The walk meets patterns by the position of
+//! their first wildcard (shallow first), then in post-order (a pattern after the longer patterns
+//! it is a prefix of), and under one pattern in depmod's stored order (newest first). Each
+//! compiled entry gets its rank in the reversed order up front, so sorting the matched ranks gives
+//! libkmod's order directly; the module list keeps each module's first occurrence.
+
+mod kmod_walk;
+pub mod saved;
+
+use crate::index::{AliasEntry, ModuleTree};
+use crate::matcher::pattern::literal_prefix_len;
+use crate::matcher::{PatternSet, Scratch, Syntax};
+use crate::names::{AliasError, normalize_alias};
+use kmod_walk::RadixTree;
+use std::collections::HashMap;
+
+/// The modprobe.d steps of the lookup (1 and 4). The loader's configuration implements this.
+pub trait ConfigLookup {
+    /// Module names that `alias` lines map `key` to, in order.
+    fn aliases(&self, key: &[u8]) -> Vec<String>;
+    /// Whether an `install` or `remove` command exists for exactly `key`.
+    fn has_command(&self, key: &[u8]) -> bool;
+}
+
+/// No modprobe.d configuration at all.
+pub struct NoConfig;
+
+impl ConfigLookup for NoConfig {
+    fn aliases(&self, _: &[u8]) -> Vec<String> {
+        Vec::new()
+    }
+    fn has_command(&self, _: &[u8]) -> bool {
+        false
+    }
+}
+
+/// Which lookup step produced the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Nothing,
+    ConfigAlias,
+    ModuleName,
+    Symbol,
+    ConfigCommand,
+    Alias,
+    BuiltinName,
+    BuiltinAlias,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Nothing => "none",
+            Source::ConfigAlias => "config-alias",
+            Source::ModuleName => "module-name",
+            Source::Symbol => "symbol",
+            Source::ConfigCommand => "config-command",
+            Source::Alias => "alias",
+            Source::BuiltinName => "builtin-name",
+            Source::BuiltinAlias => "builtin-alias",
+        }
+    }
+}
+
+/// The answer for one string. Reused across lookups to avoid allocating.
+#[derive(Debug, Default, Clone)]
+pub struct Resolution {
+    pub source: Option<Source>,
+    /// Distinct modules in libkmod's order: ids into the resolver's names, or, from
+    /// `names_len` on, into `extra` (names that only modprobe.d knows).
+    pub modules: Vec<u32>,
+    pub extra: Vec<String>,
+    /// For pattern sources: the matched entries, in rank order (see [`Resolver::entry`]).
+    pub entries: Vec<u32>,
+    normalized: Vec<u8>,
+}
+
+impl Resolution {
+    pub fn source(&self) -> Source {
+        self.source.unwrap_or(Source::Nothing)
+    }
+    /// The key after normalisation.
+    pub fn normalized(&self) -> &[u8] {
+        &self.normalized
+    }
+    /// The module names, in order.
+    pub fn names<'a>(&'a self, resolver: &'a Resolver) -> impl Iterator<Item = &'a str> + 'a {
+        let base = resolver.names.len();
+        self.modules
+            .iter()
+            .map(move |&id| match (id as usize).checked_sub(base) {
+                Some(i) => self.extra[i].as_str(),
+                None => resolver.names[id as usize].as_str(),
+            })
+    }
+
+    /// True when the modules are built into the kernel image.
+    pub fn builtin(&self) -> bool {
+        matches!(self.source(), Source::BuiltinName | Source::BuiltinAlias)
+    }
+}
+
+/// Which table an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Alias,
+    BuiltinAlias,
+}
+
+/// One compiled pattern, for explaining a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryInfo<'a> {
+    pub table: Table,
+    pub pattern: &'a [u8],
+    pub module: &'a str,
+    /// Line (or record number) in the file it came from; 0 for a binary index.
+    pub line: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Entry {
+    pub(crate) module: u32,
+    pub(crate) line: u32,
+    /// Position in its table as depmod inserted it (file order).
+    pub(crate) order: u32,
+    pub(crate) pattern_start: u32,
+    pub(crate) pattern_len: u32,
+}
+
+/// The compiled lookup tables of one module directory.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    pub(crate) names: Vec<String>,
+    /// Ids of modules in `modules.dep`, sorted by name.
+    pub(crate) dep_sorted: Vec<u32>,
+    /// Ids of built-in modules, sorted by name.
+    pub(crate) builtin_sorted: Vec<u32>,
+    /// (symbol key, module id), sorted by key then priority.
+    pub(crate) symbols: Vec<(Vec<u8>, u32)>,
+    /// All pattern entries in rank order: `modules.alias` first, then built-in aliases.
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) alias_entries: u32,
+    pub(crate) pattern_bytes: Vec<u8>,
+    pub(crate) patterns: PatternSet,
+    pub(crate) aliases_file: String,
+    /// libkmod's trees for `modules.alias` and the built-in aliases, built on first use by a key
+    /// that contains a wildcard byte.
+    pub(crate) kmod_trees: std::sync::OnceLock<[RadixTree; 2]>,
+}
+
+struct Interner<'a> {
+    names: Vec<String>,
+    ids: HashMap<&'a str, u32>,
+}
+
+impl<'a> Interner<'a> {
+    fn id(&mut self, name: &'a str) -> u32 {
+        *self.ids.entry(name).or_insert_with(|| {
+            self.names.push(name.to_owned());
+            self.names.len() as u32 - 1
+        })
+    }
+}
+
+/// libkmod's walk order within one depth: post-order, so a pattern comes after the patterns it
+/// is a proper prefix of.
+fn post_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match a.iter().zip(b).find(|(x, y)| x != y) {
+        Some((x, y)) => x.cmp(y),
+        None => b.len().cmp(&a.len()),
+    }
+}
+
+impl Resolver {
+    /// Compiles the tables of `tree`.
+    pub fn build(tree: &ModuleTree) -> Resolver {
+        let mut interner = Interner {
+            names: Vec::new(),
+            ids: HashMap::new(),
+        };
+        // Module ids follow modules.dep order, so id order is priority order.
+        let dep_ids: Vec<u32> = tree.modules.iter().map(|m| interner.id(&m.name)).collect();
+        let builtin_ids: Vec<u32> = tree.builtin.iter().map(|n| interner.id(n)).collect();
+
+        let mut builtin: Vec<(usize, &AliasEntry)> =
+            tree.builtin_aliases.iter().enumerate().collect();
+        builtin.sort_by(|(ia, a), (ib, b)| {
+            a.priority
+                .cmp(&b.priority)
+                .then(literal_prefix_len(&b.pattern).cmp(&literal_prefix_len(&a.pattern)))
+                .then(post_order(&b.pattern, &a.pattern))
+                .then(ia.cmp(ib))
+        });
+        let mut alias_order: Vec<(usize, &AliasEntry)> = tree.aliases.iter().enumerate().collect();
+        alias_order.sort_by(|(_, a), (_, b)| a.priority.cmp(&b.priority).then(a.line.cmp(&b.line)));
+
+        let mut r = Resolver {
+            aliases_file: tree.aliases_file.to_owned(),
+            ..Default::default()
+        };
+        for (order, e) in alias_order.iter().chain(builtin.iter()) {
+            let module = interner.id(&e.module);
+            r.entries.push(Entry {
+                module,
+                line: e.line,
+                order: *order as u32,
+                pattern_start: r.pattern_bytes.len() as u32,
+                pattern_len: e.pattern.len() as u32,
+            });
+            r.pattern_bytes.extend_from_slice(&e.pattern);
+        }
+        r.alias_entries = alias_order.len() as u32;
+        r.patterns = PatternSet::build_with(
+            Syntax::Libkmod,
+            r.entries
+                .iter()
+                .enumerate()
+                .map(|(rank, e)| (r.pattern_slice(e), rank as u32)),
+        );
+        let mut symbols: Vec<(Vec<u8>, u32, u32)> = tree
+            .symbols
+            .iter()
+            .map(|s| (s.pattern.clone(), s.priority, interner.id(&s.module)))
+            .collect();
+        symbols.sort();
+        r.symbols = symbols.into_iter().map(|(k, _, m)| (k, m)).collect();
+
+        r.names = interner.names;
+        r.dep_sorted = sorted_by_name(&r.names, dep_ids);
+        r.builtin_sorted = sorted_by_name(&r.names, builtin_ids);
+        r
+    }
+
+    fn pattern_slice(&self, e: &Entry) -> &[u8] {
+        &self.pattern_bytes[e.pattern_start as usize..][..e.pattern_len as usize]
+    }
+
+    /// The entry of rank `rank`, as reported in [`Resolution::entries`].
+    pub fn entry(&self, rank: u32) -> EntryInfo<'_> {
+        let e = &self.entries[rank as usize];
+        EntryInfo {
+            table: if rank < self.alias_entries {
+                Table::Alias
+            } else {
+                Table::BuiltinAlias
+            },
+            pattern: self.pattern_slice(e),
+            module: &self.names[e.module as usize],
+            line: e.line,
+        }
+    }
+
+    /// `modules.alias` or `modules.alias.bin`: where the alias entries were read from.
+    pub fn aliases_file(&self) -> &str {
+        &self.aliases_file
+    }
+
+    pub fn patterns(&self) -> &PatternSet {
+        &self.patterns
+    }
+
+    pub fn alias_count(&self) -> usize {
+        self.alias_entries as usize
+    }
+
+    fn find_sorted(&self, ids: &[u32], name: &[u8]) -> Option<u32> {
+        ids.binary_search_by(|&id| self.names[id as usize].as_bytes().cmp(name))
+            .ok()
+            .map(|i| ids[i])
+    }
+
+    /// Resolves `input` into `out`. Fails only when the string cannot be normalised.
+    pub fn resolve_into(
+        &self,
+        input: &[u8],
+        config: &dyn ConfigLookup,
+        scratch: &mut Scratch,
+        out: &mut Resolution,
+    ) -> Result<(), AliasError> {
+        out.source = None;
+        out.modules.clear();
+        out.extra.clear();
+        out.entries.clear();
+        let mut normalized = std::mem::take(&mut out.normalized);
+        let result = normalize_alias(input, &mut normalized);
+        out.normalized = normalized;
+        result?;
+        let key = &out.normalized[..];
+
+        let from_config = config.aliases(key);
+        if !from_config.is_empty() {
+            out.source = Some(Source::ConfigAlias);
+            for name in from_config {
+                self.push_name(out, name);
+            }
+            return Ok(());
+        }
+        if !key.contains(&b':') {
+            if let Some(id) = self.find_sorted(&self.dep_sorted, key) {
+                out.source = Some(Source::ModuleName);
+                out.modules.push(id);
+                return Ok(());
+            }
+        }
+        if key.starts_with(b"symbol:") {
+            let start = self.symbols.partition_point(|(k, _)| k.as_slice() < key);
+            for (_, m) in self.symbols[start..].iter().take_while(|(k, _)| k == key) {
+                if !out.modules.contains(m) {
+                    out.modules.push(*m);
+                }
+            }
+            if !out.modules.is_empty() {
+                out.source = Some(Source::Symbol);
+                return Ok(());
+            }
+        }
+        if config.has_command(key) {
+            out.source = Some(Source::ConfigCommand);
+            let name = String::from_utf8_lossy(key).into_owned();
+            self.push_name(out, name);
+            return Ok(());
+        }
+
+        if key.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
+            let [aliases, builtin] = self.kmod_trees.get_or_init(|| self.build_kmod_trees());
+            out.entries = aliases.search(key);
+            if out.entries.is_empty() && self.find_sorted(&self.builtin_sorted, key).is_none() {
+                out.entries = builtin.search(key);
+            }
+        } else {
+            self.patterns.find(key, scratch, &mut out.entries);
+            out.entries.sort_unstable();
+        }
+        let split = out.entries.partition_point(|&r| r < self.alias_entries);
+        if split > 0 {
+            out.entries.truncate(split);
+            out.source = Some(Source::Alias);
+        } else if let Some(id) = self.find_sorted(&self.builtin_sorted, key) {
+            out.entries.clear();
+            out.source = Some(Source::BuiltinName);
+            out.modules.push(id);
+            return Ok(());
+        } else if !out.entries.is_empty() {
+            out.source = Some(Source::BuiltinAlias);
+        } else {
+            out.source = Some(Source::Nothing);
+            return Ok(());
+        }
+        let mut last = u32::MAX;
+        for &rank in &out.entries {
+            let m = self.entries[rank as usize].module;
+            // Ranks of one module are adjacent for modules.alias; the `contains` keeps built-in
+            // aliases right too, where one module's ranks can interleave with another's.
+            if m != last && !out.modules.contains(&m) {
+                out.modules.push(m);
+            }
+            last = m;
+        }
+        Ok(())
+    }
+
+    /// libkmod's radix trees, with entries inserted in depmod's order. Ranks of `modules.alias`
+    /// entries are in priority order, so they serve as priorities; built-in aliases all have 0.
+    fn build_kmod_trees(&self) -> [RadixTree; 2] {
+        let mut trees = [RadixTree::new(), RadixTree::new()];
+        let mut ranks: Vec<u32> = (0..self.entries.len() as u32).collect();
+        ranks.sort_by_key(|&r| (r >= self.alias_entries, self.entries[r as usize].order));
+        for rank in ranks {
+            let e = &self.entries[rank as usize];
+            let pattern = self.pattern_slice(e);
+            if rank < self.alias_entries {
+                trees[0].insert(pattern, rank, rank);
+            } else {
+                trees[1].insert(pattern, 0, rank);
+            }
+        }
+        trees
+    }
+
+    /// Appends a module known by name only, reusing its id when the tree knows it.
+    fn push_name(&self, out: &mut Resolution, name: String) {
+        let id = match self.names.iter().position(|n| *n == name) {
+            Some(i) => i as u32,
+            None => match out.extra.iter().position(|n| *n == name) {
+                Some(i) => (self.names.len() + i) as u32,
+                None => {
+                    out.extra.push(name);
+                    (self.names.len() + out.extra.len() - 1) as u32
+                }
+            },
+        };
+        if !out.modules.contains(&id) {
+            out.modules.push(id);
+        }
+    }
+
+    /// Convenience wrapper around [`Resolver::resolve_into`] without modprobe.d.
+    pub fn resolve(&self, input: &[u8]) -> Result<Resolution, AliasError> {
+        let mut out = Resolution::default();
+        self.resolve_into(input, &NoConfig, &mut Scratch::default(), &mut out)?;
+        Ok(out)
+    }
+}
+
+fn sorted_by_name(names: &[String], mut ids: Vec<u32>) -> Vec<u32> {
+    ids.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+    ids.dedup();
+    ids
+}

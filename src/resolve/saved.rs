@@ -1,0 +1,369 @@
+//! The compiled [`Resolver`] saved to a file and loaded back without compiling.
+//!
+//! The file holds the resolver's arrays as they are in memory (native byte order, checked by a
+//! marker), so loading is a few bulk copies. A header lists the module-directory files it was
+//! compiled from with their sizes and modification times; [`load_or_build`] rebuilds when any of
+//! them changed, which is what happens after every `depmod`.
+//!
+//! Layout: `MAGIC`, u32 format version, u32 byte-order marker, the source stamps, then each
+//! section as a u64 element count followed by the elements.
+
+use super::{Entry, Resolver};
+use crate::error::{Error, Result};
+use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp};
+use crate::matcher::automaton::Node;
+use crate::matcher::pattern::ByteSet;
+use crate::matcher::{Automaton, PatternSet};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 16] = b"modaliasd-index\0";
+const FORMAT: u32 = 1;
+const BYTE_ORDER: u32 = 0x0102_0304;
+
+/// The file name of the saved form inside the module directory.
+pub const FILE_NAME: &str = "modaliasd.index";
+
+/// Marker for types whose every bit pattern is a valid value and that have no padding, so their
+/// bytes can be copied in and out wholesale.
+///
+/// # Safety
+/// Implement only for such types.
+unsafe trait Plain: Copy + Default {}
+unsafe impl Plain for u8 {}
+unsafe impl Plain for u32 {}
+unsafe impl Plain for Node {}
+unsafe impl Plain for Entry {}
+unsafe impl Plain for ByteSet {}
+
+fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
+    // SAFETY: T is Plain: no padding, so every byte is initialised.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_ne_bytes());
+    }
+    fn slice<T: Plain>(&mut self, v: &[T]) {
+        self.0.extend_from_slice(&(v.len() as u64).to_ne_bytes());
+        self.0.extend_from_slice(as_bytes(v));
+    }
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, what: &str) -> Error {
+        Error::corrupt(self.path, self.at as u64, what.to_owned())
+    }
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(|| self.corrupt("truncated"))?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_ne_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_ne_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn vec<T: Plain>(&mut self) -> Result<Vec<T>> {
+        let count = usize::try_from(self.u64()?).map_err(|_| self.corrupt("bad length"))?;
+        let size = std::mem::size_of::<T>();
+        let bytes = count
+            .checked_mul(size)
+            .ok_or_else(|| self.corrupt("bad length"))?;
+        let src = self.take(bytes)?;
+        let mut out = vec![T::default(); count];
+        // SAFETY: `out` has exactly `bytes` bytes of Plain values, any bit pattern is valid.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes);
+        }
+        Ok(out)
+    }
+    fn string(&mut self) -> Result<String> {
+        let bytes = self.vec::<u8>()?;
+        String::from_utf8(bytes).map_err(|_| self.corrupt("string is not UTF-8"))
+    }
+}
+
+fn write_stamps(w: &mut Writer, stamps: &[SourceStamp]) {
+    w.u32(stamps.len() as u32);
+    for s in stamps {
+        w.slice(s.name.as_bytes());
+        w.0.extend_from_slice(&s.len.to_ne_bytes());
+        w.0.extend_from_slice(&s.mtime_ns.to_ne_bytes());
+    }
+}
+
+fn read_stamps(r: &mut Reader) -> Result<Vec<SourceStamp>> {
+    let n = r.u32()?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let name = r.string()?;
+        let len = r.u64()?;
+        let mtime_ns = i128::from_ne_bytes(r.take(16)?.try_into().unwrap());
+        out.push(SourceStamp {
+            name,
+            len,
+            mtime_ns,
+        });
+    }
+    Ok(out)
+}
+
+/// Serialises `resolver`, compiled from files with the given stamps.
+pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    w.0.extend_from_slice(MAGIC);
+    w.u32(FORMAT);
+    w.u32(BYTE_ORDER);
+    write_stamps(&mut w, stamps);
+    w.u32(resolver.names.len() as u32);
+    for n in &resolver.names {
+        w.slice(n.as_bytes());
+    }
+    w.slice(&resolver.dep_sorted);
+    w.slice(&resolver.builtin_sorted);
+    w.u32(resolver.symbols.len() as u32);
+    for (k, m) in &resolver.symbols {
+        w.slice(k);
+        w.u32(*m);
+    }
+    w.slice(&resolver.entries);
+    w.u32(resolver.alias_entries);
+    w.slice(&resolver.pattern_bytes);
+    w.slice(resolver.aliases_file.as_bytes());
+    let a = &resolver.patterns.automaton;
+    w.slice(&a.nodes);
+    w.slice(&a.seg_bytes);
+    w.slice(&a.lit_labels);
+    w.slice(&a.lit_targets);
+    w.slice(&a.class_ids);
+    w.slice(&a.class_targets);
+    w.slice(&a.classes);
+    w.slice(&a.accepts);
+    w.u32(a.star_slots);
+    w.u32(resolver.patterns.irregular.len() as u32);
+    for (p, literal, v) in &resolver.patterns.irregular {
+        w.slice(p);
+        w.u32(*literal);
+        w.u32(*v);
+    }
+    w.0
+}
+
+/// Reads a saved resolver and the stamps it was compiled from. Every count and index is checked,
+/// so a corrupt file is an error, never a crash or a wrong answer.
+pub fn from_bytes(path: &Path, data: &[u8]) -> Result<(Resolver, Vec<SourceStamp>)> {
+    let mut r = Reader { path, data, at: 0 };
+    if r.take(16)? != MAGIC {
+        return Err(r.corrupt("not a modaliasd index"));
+    }
+    if r.u32()? != FORMAT {
+        return Err(r.corrupt("written by another version of modaliasd"));
+    }
+    if r.u32()? != BYTE_ORDER {
+        return Err(r.corrupt("written on a machine of another byte order"));
+    }
+    let stamps = read_stamps(&mut r)?;
+    let mut res = Resolver::default();
+    for _ in 0..r.u32()? {
+        res.names.push(r.string()?);
+    }
+    res.dep_sorted = r.vec()?;
+    res.builtin_sorted = r.vec()?;
+    for _ in 0..r.u32()? {
+        let k = r.vec::<u8>()?;
+        let m = r.u32()?;
+        res.symbols.push((k, m));
+    }
+    res.entries = r.vec()?;
+    res.alias_entries = r.u32()?;
+    res.pattern_bytes = r.vec()?;
+    res.aliases_file = r.string()?;
+    let mut a = Automaton {
+        nodes: r.vec()?,
+        seg_bytes: r.vec()?,
+        lit_labels: r.vec()?,
+        lit_targets: r.vec()?,
+        class_ids: r.vec()?,
+        class_targets: r.vec()?,
+        classes: r.vec()?,
+        accepts: r.vec()?,
+        star_slots: 0,
+    };
+    a.star_slots = r.u32()?;
+    let mut irregular = Vec::new();
+    for _ in 0..r.u32()? {
+        let p = r.vec::<u8>()?;
+        let literal = r.u32()?;
+        if literal as usize > p.len() {
+            return Err(r.corrupt("literal prefix longer than its pattern"));
+        }
+        irregular.push((p, literal, r.u32()?));
+    }
+    if r.at != data.len() {
+        return Err(r.corrupt("trailing bytes"));
+    }
+    res.patterns = PatternSet {
+        automaton: a,
+        irregular,
+    };
+    validate(&res).map_err(|what| Error::corrupt(path, 0, what))?;
+    Ok((res, stamps))
+}
+
+/// Checks every index the search and the resolver follow, so that a damaged file cannot make
+/// them read out of bounds.
+fn validate(r: &Resolver) -> std::result::Result<(), String> {
+    let names = r.names.len() as u32;
+    let ids_ok = |ids: &[u32]| ids.iter().all(|&i| i < names);
+    if !ids_ok(&r.dep_sorted) || !ids_ok(&r.builtin_sorted) {
+        return Err("module id out of range".into());
+    }
+    if r.symbols.iter().any(|(_, m)| *m >= names) {
+        return Err("symbol module out of range".into());
+    }
+    let entries = r.entries.len() as u32;
+    if r.alias_entries > entries {
+        return Err("alias entry count out of range".into());
+    }
+    for e in &r.entries {
+        let end = e.pattern_start as u64 + e.pattern_len as u64;
+        if e.module >= names || end > r.pattern_bytes.len() as u64 {
+            return Err("entry out of range".into());
+        }
+    }
+    let a = &r.patterns.automaton;
+    let nodes = a.nodes.len() as u64;
+    let target_ok = |t: u32| t == u32::MAX || (t as u64) < nodes;
+    let range_ok = |start: u32, len: u32, total: usize| start as u64 + len as u64 <= total as u64;
+    if a.lit_labels.len() != a.lit_targets.len() || a.class_ids.len() != a.class_targets.len() {
+        return Err("edge arrays differ in length".into());
+    }
+    for n in &a.nodes {
+        let ok = range_ok(n.seg_start, n.seg_len, a.seg_bytes.len())
+            && range_ok(n.lit_start, n.lit_len, a.lit_labels.len())
+            && range_ok(n.class_start, n.class_len, a.class_ids.len())
+            && range_ok(n.accept_start, n.accept_len, a.accepts.len())
+            && target_ok(n.any)
+            && target_ok(n.star)
+            && (n.star_slot == u32::MAX || n.star_slot < a.star_slots);
+        if !ok {
+            return Err("automaton node out of range".into());
+        }
+        if n.star != u32::MAX && a.nodes[n.star as usize].star_slot == u32::MAX {
+            return Err("star edge to a node without a memo slot".into());
+        }
+    }
+    if a.lit_targets.iter().any(|&t| t as u64 >= nodes)
+        || a.class_targets.iter().any(|&t| t as u64 >= nodes)
+        || a.class_ids.iter().any(|&c| c as usize >= a.classes.len())
+        || a.accepts.iter().any(|&v| v >= entries)
+        || r.patterns.irregular.iter().any(|(_, _, v)| *v >= entries)
+    {
+        return Err("automaton reference out of range".into());
+    }
+    Ok(())
+}
+
+/// Stamps of the source files as they are now, in the order [`ModuleTree::load`] records them.
+fn current_stamps(dir: &Path, recorded: &[SourceStamp]) -> Vec<Option<SourceStamp>> {
+    recorded
+        .iter()
+        .map(|s| {
+            let meta = std::fs::metadata(dir.join(&s.name)).ok()?;
+            use std::os::unix::fs::MetadataExt;
+            Some(SourceStamp {
+                name: s.name.clone(),
+                len: meta.len(),
+                mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            })
+        })
+        .collect()
+}
+
+/// Whether `stamps` still describe the files in `dir`: the same files with the same sizes and
+/// times, and no file appeared that would have been read instead (a text file where only its
+/// `.bin` was used).
+pub fn is_fresh(dir: &Path, stamps: &[SourceStamp]) -> bool {
+    let now = current_stamps(dir, stamps);
+    if now.iter().zip(stamps).any(|(n, s)| n.as_ref() != Some(s)) {
+        return false;
+    }
+    SOURCE_FILES
+        .iter()
+        .filter(|f| !f.ends_with(".bin"))
+        .all(|f| stamps.iter().any(|s| s.name == *f) || !dir.join(f).exists())
+}
+
+/// How a resolver was obtained, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Loaded from a saved index that is still fresh.
+    Saved,
+    /// Compiled from the module directory; `saved` says whether the index file was (re)written.
+    Compiled { saved: bool },
+}
+
+/// What [`load_or_build`] does with the saved index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Use `DIR/modaliasd.index` when fresh; otherwise compile and try to write it (silently
+    /// giving up where the directory is read-only).
+    Default,
+    /// Use this file instead of `DIR/modaliasd.index`.
+    File(PathBuf),
+    /// Always compile, never read or write an index file.
+    Off,
+}
+
+/// The resolver for module directory `dir`, from its saved index when that is fresh.
+pub fn load_or_build(
+    dir: &Path,
+    policy: &CachePolicy,
+) -> Result<(Resolver, ModuleTreeWarnings, Origin)> {
+    let file = match policy {
+        CachePolicy::Off => None,
+        CachePolicy::Default => Some(dir.join(FILE_NAME)),
+        CachePolicy::File(f) => Some(f.clone()),
+    };
+    if let Some(file) = &file {
+        if let Ok(data) = std::fs::read(file) {
+            if let Ok((resolver, stamps)) = from_bytes(file, &data) {
+                if is_fresh(dir, &stamps) {
+                    return Ok((resolver, Vec::new(), Origin::Saved));
+                }
+            }
+        }
+    }
+    let tree = ModuleTree::load(dir)?;
+    let resolver = Resolver::build(&tree);
+    let saved = match &file {
+        Some(f) => save(f, &resolver, &tree.sources).is_ok(),
+        None => false,
+    };
+    Ok((resolver, tree.warnings, Origin::Compiled { saved }))
+}
+
+pub type ModuleTreeWarnings = Vec<crate::index::Warning>;
+
+/// Writes the index atomically (a temporary file renamed over the old one).
+pub fn save(file: &Path, resolver: &Resolver, stamps: &[SourceStamp]) -> Result<()> {
+    let bytes = to_bytes(resolver, stamps);
+    let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, file).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(file, e)
+    })
+}

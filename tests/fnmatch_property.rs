@@ -1,0 +1,98 @@
+//! The compiled matcher against libc's `fnmatch(3)` on random patterns and strings.
+//!
+//! The alphabet is small and full of syntax (`[`, `]`, `!`, `^`, `-`, `\`, `*`, `?`, a non-ASCII
+//! byte) so that bracket corners, escapes and unterminated classes come up constantly. Every
+//! disagreement is reported with the pattern and string that show it.
+
+use modaliasd::matcher::{PatternSet, Scratch, libc_fnmatch};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, so a failure reproduces from its seed.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick(&mut self, from: &[u8]) -> u8 {
+        from[self.below(from.len())]
+    }
+}
+
+const PATTERN_BYTES: &[u8] = b"abc-][[!^*?\\.:/\xe9z0";
+const STRING_BYTES: &[u8] = b"abc-][!^*?\\.:/\xe9z0";
+
+fn random_pattern(rng: &mut Rng) -> Vec<u8> {
+    let len = rng.below(9);
+    (0..len).map(|_| rng.pick(PATTERN_BYTES)).collect()
+}
+
+fn random_string(rng: &mut Rng) -> Vec<u8> {
+    let len = rng.below(8);
+    (0..len).map(|_| rng.pick(STRING_BYTES)).collect()
+}
+
+fn show(b: &[u8]) -> String {
+    b.escape_ascii().to_string()
+}
+
+#[test]
+fn single_patterns_agree_with_libc() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let mut compiled = 0;
+    for _ in 0..20_000 {
+        let p = random_pattern(&mut rng);
+        let set = PatternSet::build([(&p[..], 0)]);
+        compiled += usize::from(set.irregular_count() == 0);
+        for _ in 0..20 {
+            let s = random_string(&mut rng);
+            out.clear();
+            set.find(&s, &mut scratch, &mut out);
+            let libc = libc_fnmatch(&p, &s);
+            assert_eq!(
+                !out.is_empty(),
+                libc,
+                "pattern {:?} string {:?}: libc says {libc}",
+                show(&p),
+                show(&s)
+            );
+        }
+    }
+    // The test is only worth something if most patterns went through the automaton.
+    assert!(compiled > 12_000, "only {compiled} patterns compiled");
+}
+
+#[test]
+fn pattern_sets_report_exactly_the_matching_patterns() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    for _ in 0..300 {
+        let patterns: Vec<Vec<u8>> = (0..60)
+            .map(|_| {
+                let mut p = b"x:".to_vec();
+                p.extend(random_pattern(&mut rng));
+                p
+            })
+            .collect();
+        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        for _ in 0..100 {
+            let mut s = b"x:".to_vec();
+            s.extend(random_string(&mut rng));
+            out.clear();
+            set.find(&s, &mut scratch, &mut out);
+            out.sort_unstable();
+            let expected: Vec<u32> = (0..patterns.len() as u32)
+                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
+                .collect();
+            assert_eq!(out, expected, "string {:?}", show(&s));
+        }
+    }
+}
