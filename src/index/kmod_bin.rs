@@ -115,6 +115,170 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+#[derive(Debug)]
+pub(crate) struct RadixNode<V> {
+    pub(crate) prefix: Vec<u8>,
+    /// Sorted by byte.
+    pub(crate) children: Vec<(u8, u32)>,
+    /// (priority, value) in depmod's stored order.
+    pub(crate) values: Vec<(u32, V)>,
+}
+
+impl<V> Default for RadixNode<V> {
+    fn default() -> Self {
+        RadixNode {
+            prefix: Vec::new(),
+            children: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+/// A radix tree shaped exactly as depmod's `index_insert` shapes it: node boundaries where keys
+/// diverge or end, values kept sorted by priority with the newest first among equals.
+#[derive(Debug)]
+pub struct RadixTree<V> {
+    pub(crate) nodes: Vec<RadixNode<V>>,
+}
+
+/// libkmod's `add_value`: keep the list sorted by priority, a new value going before the values
+/// of equal priority.
+pub(crate) fn add_value<V>(values: &mut Vec<(u32, V)>, priority: u32, value: V) {
+    let at = values.partition_point(|&(p, _)| p < priority);
+    values.insert(at, (priority, value));
+}
+
+impl<V> Default for RadixTree<V> {
+    fn default() -> Self {
+        RadixTree {
+            nodes: vec![RadixNode::default()],
+        }
+    }
+}
+
+impl<V> RadixTree<V> {
+    pub fn new() -> RadixTree<V> {
+        RadixTree::default()
+    }
+
+    pub(crate) fn child(&self, node: usize, c: u8) -> Option<usize> {
+        let children = &self.nodes[node].children;
+        children
+            .binary_search_by_key(&c, |&(b, _)| b)
+            .ok()
+            .map(|i| children[i].1 as usize)
+    }
+
+    /// depmod's `index_insert`, in insertion order.
+    pub fn insert(&mut self, key: &[u8], priority: u32, value: V) {
+        let mut node = 0usize;
+        let mut i = 0usize;
+        loop {
+            let prefix_len = self.nodes[node].prefix.len();
+            let common = self.nodes[node]
+                .prefix
+                .iter()
+                .zip(&key[i..])
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common < prefix_len {
+                // Split: this node keeps prefix[..common]; a new child at prefix[common] takes
+                // the rest of the prefix with all children and values.
+                let old = std::mem::take(&mut self.nodes[node]);
+                let edge = old.prefix[common];
+                let moved = RadixNode {
+                    prefix: old.prefix[common + 1..].to_vec(),
+                    children: old.children,
+                    values: old.values,
+                };
+                self.nodes.push(moved);
+                let moved_id = self.nodes.len() as u32 - 1;
+                self.nodes[node] = RadixNode {
+                    prefix: old.prefix[..common].to_vec(),
+                    children: vec![(edge, moved_id)],
+                    values: Vec::new(),
+                };
+            }
+            i += common;
+            let Some(&c) = key.get(i) else {
+                add_value(&mut self.nodes[node].values, priority, value);
+                return;
+            };
+            match self.child(node, c) {
+                Some(next) => {
+                    node = next;
+                    i += 1;
+                }
+                None => {
+                    self.nodes.push(RadixNode {
+                        prefix: key[i + 1..].to_vec(),
+                        children: Vec::new(),
+                        values: vec![(priority, value)],
+                    });
+                    let id = self.nodes.len() as u32 - 1;
+                    let children = &mut self.nodes[node].children;
+                    let at = children.partition_point(|&(b, _)| b < c);
+                    children.insert(at, (c, id));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The tree in kmod's binary index format, as depmod's `index_write` lays it out closely
+    /// enough for libkmod to read (children are written before their parent).
+    pub fn to_bytes(&self) -> Vec<u8>
+    where
+        V: AsRef<[u8]>,
+    {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC.to_be_bytes());
+        out.extend_from_slice(&(VERSION_MAJOR << 16 | 1).to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        let root = self.write_node(0, &mut out);
+        out[8..12].copy_from_slice(&root.to_be_bytes());
+        out
+    }
+
+    fn write_node(&self, node: usize, out: &mut Vec<u8>) -> u32
+    where
+        V: AsRef<[u8]>,
+    {
+        let n = &self.nodes[node];
+        let children: Vec<(u8, u32)> = n
+            .children
+            .iter()
+            .map(|&(c, child)| (c, self.write_node(child as usize, out)))
+            .collect();
+        let offset = out.len() as u32;
+        let mut reference = offset;
+        if !n.prefix.is_empty() {
+            reference |= FLAG_PREFIX;
+            out.extend_from_slice(&n.prefix);
+            out.push(0);
+        }
+        if let (Some(first), Some(last)) = (children.first(), children.last()) {
+            reference |= FLAG_CHILDREN;
+            out.push(first.0);
+            out.push(last.0);
+            for c in first.0..=last.0 {
+                let child = children.iter().find(|x| x.0 == c).map_or(0, |x| x.1);
+                out.extend_from_slice(&child.to_be_bytes());
+            }
+        }
+        if !n.values.is_empty() {
+            reference |= FLAG_VALUES;
+            out.extend_from_slice(&(n.values.len() as u32).to_be_bytes());
+            for (priority, value) in &n.values {
+                out.extend_from_slice(&priority.to_be_bytes());
+                out.extend_from_slice(value.as_ref());
+                out.push(0);
+            }
+        }
+        reference
+    }
+}
+
 struct Reader<'a> {
     path: &'a Path,
     data: &'a [u8],
@@ -159,5 +323,37 @@ mod tests {
         bad.extend_from_slice(&(FLAG_CHILDREN | 12).to_be_bytes()); // points at itself
         bad.extend_from_slice(&(FLAG_CHILDREN | 12).to_be_bytes());
         assert!(parse(p, &bad).is_err());
+    }
+
+    #[test]
+    fn written_indexes_read_back() {
+        let mut t = RadixTree::new();
+        for (i, k) in ["pci:v*d*", "pci:v0000", "usb:x", "pci:v00001234"]
+            .iter()
+            .enumerate()
+        {
+            t.insert(k.as_bytes(), i as u32, format!("m{i}"));
+        }
+        t.insert(b"usb:x", 0, "again".to_owned());
+        let entries = parse(Path::new("t.bin"), &t.to_bytes()).unwrap();
+        let got: Vec<(String, String, u32)> = entries
+            .into_iter()
+            .map(|e| {
+                let key = String::from_utf8(e.key).unwrap();
+                (key, String::from_utf8(e.value).unwrap(), e.priority)
+            })
+            .collect();
+        let want = [
+            ("pci:v*d*", "m0", 0),
+            ("pci:v0000", "m1", 1),
+            ("pci:v00001234", "m3", 3),
+            ("usb:x", "again", 0),
+            ("usb:x", "m2", 2),
+        ];
+        let want: Vec<(String, String, u32)> = want
+            .iter()
+            .map(|(k, v, p)| (k.to_string(), v.to_string(), *p))
+            .collect();
+        assert_eq!(got, want);
     }
 }

@@ -158,6 +158,19 @@ impl ModuleTree {
         Ok(Some(data))
     }
 
+    /// Reads the binary index `name` if present, recording its stamp.
+    fn read_bin(&mut self, name: &str) -> Result<Option<Vec<kmod_bin::Entry>>> {
+        let path = self.path(name);
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let entries = kmod_bin::read_all(&path)?;
+        self.sources.push(stamp(name, &meta));
+        Ok(Some(entries))
+    }
+
     fn warn(&mut self, name: &str, line: u64, message: impl Into<String>) {
         self.warnings.push(Warning {
             path: self.path(name),
@@ -187,18 +200,12 @@ impl ModuleTree {
             }
             return Ok(());
         }
-        let bin = self.path("modules.dep.bin");
-        if !bin.exists() {
+        let Some(entries) = self.read_bin("modules.dep.bin")? else {
             return Err(Error::missing(
                 &self.path("modules.dep"),
                 "run depmod, or pass the right --root and --kver",
             ));
-        }
-        let entries = kmod_bin::read_all(&bin)?;
-        self.sources.push(stamp(
-            "modules.dep.bin",
-            &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
-        ));
+        };
         let mut modules: Vec<(u32, Module)> = Vec::with_capacity(entries.len());
         for e in entries {
             let parsed = std::str::from_utf8(&e.value).ok().and_then(parse_dep_line);
@@ -267,8 +274,7 @@ impl ModuleTree {
             }
             return Ok((out, name));
         }
-        let bin = self.path(bin_name);
-        if !bin.exists() {
+        let Some(entries) = self.read_bin(bin_name)? else {
             if required {
                 return Err(Error::missing(
                     &self.path(name),
@@ -276,13 +282,8 @@ impl ModuleTree {
                 ));
             }
             return Ok((out, name));
-        }
-        let entries = kmod_bin::read_all(&bin)?;
-        self.sources.push(stamp(
-            bin_name,
-            &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
-        ));
-        for e in entries {
+        };
+        for e in insertion_order(entries) {
             match String::from_utf8(e.value) {
                 Ok(module) => out.push(AliasEntry {
                     pattern: e.key,
@@ -307,18 +308,10 @@ impl ModuleTree {
             }
             return Ok(());
         }
-        let bin = self.path("modules.builtin.bin");
-        if bin.exists() {
-            let entries = kmod_bin::read_all(&bin)?;
-            self.sources.push(stamp(
-                "modules.builtin.bin",
-                &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
-            ));
-            for e in entries {
-                match String::from_utf8(e.key) {
-                    Ok(k) => self.builtin.push(k),
-                    Err(_) => self.warn("modules.builtin.bin", 0, "key is not UTF-8; skipped"),
-                }
+        for e in self.read_bin("modules.builtin.bin")?.unwrap_or_default() {
+            match String::from_utf8(e.key) {
+                Ok(k) => self.builtin.push(k),
+                Err(_) => self.warn("modules.builtin.bin", 0, "key is not UTF-8; skipped"),
             }
         }
         Ok(())
@@ -367,37 +360,40 @@ impl ModuleTree {
             }
             return Ok(());
         }
-        let bin = self.path("modules.builtin.alias.bin");
-        if bin.exists() {
-            let entries = kmod_bin::read_all(&bin)?;
-            self.sources.push(stamp(
-                "modules.builtin.alias.bin",
-                &std::fs::metadata(&bin).map_err(|e| Error::io(&bin, e))?,
-            ));
-            // depmod stores the values under one key newest first; put them back in insertion
-            // order, which is what the text file gives.
-            let mut start = 0;
-            while start < entries.len() {
-                let end = start
-                    + entries[start..]
-                        .iter()
-                        .take_while(|e| e.key == entries[start].key)
-                        .count();
-                for e in entries[start..end].iter().rev() {
-                    if let Ok(module) = String::from_utf8(e.value.clone()) {
-                        self.builtin_aliases.push(AliasEntry {
-                            pattern: e.key.clone(),
-                            module,
-                            priority: e.priority,
-                            line: 0,
-                        });
-                    }
-                }
-                start = end;
+        let entries = self.read_bin("modules.builtin.alias.bin")?;
+        for e in insertion_order(entries.unwrap_or_default()) {
+            match String::from_utf8(e.value) {
+                Ok(module) => self.builtin_aliases.push(AliasEntry {
+                    pattern: e.key,
+                    module,
+                    priority: e.priority,
+                    line: 0,
+                }),
+                Err(_) => self.warn(
+                    "modules.builtin.alias.bin",
+                    0,
+                    "module name is not UTF-8; skipped",
+                ),
             }
         }
         Ok(())
     }
+}
+
+/// depmod stores the values under one key newest first (among equal priorities); reverse each
+/// key's group to get the insertion order that the text file has.
+fn insertion_order(mut entries: Vec<kmod_bin::Entry>) -> Vec<kmod_bin::Entry> {
+    let mut start = 0;
+    while start < entries.len() {
+        let key = &entries[start].key;
+        let len = entries[start..]
+            .iter()
+            .take_while(|e| &e.key == key)
+            .count();
+        entries[start..start + len].reverse();
+        start += len;
+    }
+    entries
 }
 
 fn stamp(name: &str, meta: &std::fs::Metadata) -> SourceStamp {

@@ -9,101 +9,10 @@
 //! same tree and walk it the same way. Real MODALIAS strings never contain these bytes; for every
 //! other key the compiled automaton gives the same answer (see [`super`]).
 
+use crate::index::kmod_bin::{RadixTree, add_value};
 use crate::matcher::libc_fnmatch;
 
-#[derive(Default, Debug)]
-struct Node {
-    prefix: Vec<u8>,
-    /// Sorted by byte.
-    children: Vec<(u8, u32)>,
-    /// (priority, value) in depmod's stored order.
-    values: Vec<(u32, u32)>,
-}
-
-/// A radix tree shaped exactly as depmod's `index_insert` shapes it.
-#[derive(Default, Debug)]
-pub(crate) struct RadixTree {
-    nodes: Vec<Node>,
-}
-
-/// libkmod's `add_value`: keep the list sorted by priority, a new value going before the values
-/// of equal priority.
-fn add_value(values: &mut Vec<(u32, u32)>, priority: u32, value: u32) {
-    let at = values.partition_point(|&(p, _)| p < priority);
-    values.insert(at, (priority, value));
-}
-
-impl RadixTree {
-    pub(crate) fn new() -> RadixTree {
-        RadixTree {
-            nodes: vec![Node::default()],
-        }
-    }
-
-    fn child(&self, node: usize, c: u8) -> Option<usize> {
-        let children = &self.nodes[node].children;
-        children
-            .binary_search_by_key(&c, |&(b, _)| b)
-            .ok()
-            .map(|i| children[i].1 as usize)
-    }
-
-    /// depmod's `index_insert`, in insertion order.
-    pub(crate) fn insert(&mut self, key: &[u8], priority: u32, value: u32) {
-        let mut node = 0usize;
-        let mut i = 0usize;
-        loop {
-            let prefix_len = self.nodes[node].prefix.len();
-            let common = self.nodes[node]
-                .prefix
-                .iter()
-                .zip(&key[i..])
-                .take_while(|(a, b)| a == b)
-                .count();
-            if common < prefix_len {
-                // Split: this node keeps prefix[..common]; a new child at prefix[common] takes
-                // the rest of the prefix with all children and values.
-                let old = std::mem::take(&mut self.nodes[node]);
-                let edge = old.prefix[common];
-                let moved = Node {
-                    prefix: old.prefix[common + 1..].to_vec(),
-                    children: old.children,
-                    values: old.values,
-                };
-                self.nodes.push(moved);
-                let moved_id = self.nodes.len() as u32 - 1;
-                self.nodes[node] = Node {
-                    prefix: old.prefix[..common].to_vec(),
-                    children: vec![(edge, moved_id)],
-                    values: Vec::new(),
-                };
-            }
-            i += common;
-            let Some(&c) = key.get(i) else {
-                add_value(&mut self.nodes[node].values, priority, value);
-                return;
-            };
-            match self.child(node, c) {
-                Some(next) => {
-                    node = next;
-                    i += 1;
-                }
-                None => {
-                    self.nodes.push(Node {
-                        prefix: key[i + 1..].to_vec(),
-                        children: Vec::new(),
-                        values: vec![(priority, value)],
-                    });
-                    let id = self.nodes.len() as u32 - 1;
-                    let children = &mut self.nodes[node].children;
-                    let at = children.partition_point(|&(b, _)| b < c);
-                    children.insert(at, (c, id));
-                    return;
-                }
-            }
-        }
-    }
-
+impl RadixTree<u32> {
     /// `index_mm_searchwild`: the values of every matching key, in libkmod's order.
     pub(crate) fn search(&self, key: &[u8]) -> Vec<u32> {
         let mut out = Vec::new();

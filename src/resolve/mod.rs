@@ -32,11 +32,11 @@
 mod kmod_walk;
 pub mod saved;
 
+use crate::index::kmod_bin::RadixTree;
 use crate::index::{AliasEntry, ModuleTree};
 use crate::matcher::pattern::literal_prefix_len;
 use crate::matcher::{PatternSet, Scratch, Syntax};
 use crate::names::{AliasError, normalize_alias};
-use kmod_walk::RadixTree;
 use std::collections::HashMap;
 
 /// The modprobe.d steps of the lookup (1 and 4). The loader's configuration implements this.
@@ -149,6 +149,8 @@ pub(crate) struct Entry {
     pub(crate) line: u32,
     /// Position in its table as depmod inserted it (file order).
     pub(crate) order: u32,
+    /// depmod's priority (the module's position; 0 for built-in aliases).
+    pub(crate) priority: u32,
     pub(crate) pattern_start: u32,
     pub(crate) pattern_len: u32,
 }
@@ -171,7 +173,7 @@ pub struct Resolver {
     pub(crate) aliases_file: String,
     /// libkmod's trees for `modules.alias` and the built-in aliases, built on first use by a key
     /// that contains a wildcard byte.
-    pub(crate) kmod_trees: std::sync::OnceLock<[RadixTree; 2]>,
+    pub(crate) kmod_trees: std::sync::OnceLock<[RadixTree<u32>; 2]>,
 }
 
 struct Interner<'a> {
@@ -186,6 +188,20 @@ impl<'a> Interner<'a> {
             self.names.len() as u32 - 1
         })
     }
+}
+
+/// The entries of one table with their insertion positions, in the order libkmod returns
+/// them when several match (see the module docs).
+fn libkmod_order(table: &[AliasEntry]) -> Vec<(usize, &AliasEntry)> {
+    let mut v: Vec<(usize, &AliasEntry)> = table.iter().enumerate().collect();
+    v.sort_by(|(ia, a), (ib, b)| {
+        a.priority
+            .cmp(&b.priority)
+            .then(literal_prefix_len(&b.pattern).cmp(&literal_prefix_len(&a.pattern)))
+            .then(post_order(&b.pattern, &a.pattern))
+            .then(ia.cmp(ib))
+    });
+    v
 }
 
 /// libkmod's walk order within one depth: post-order, so a pattern comes after the patterns it
@@ -208,18 +224,8 @@ impl Resolver {
         let dep_ids: Vec<u32> = tree.modules.iter().map(|m| interner.id(&m.name)).collect();
         let builtin_ids: Vec<u32> = tree.builtin.iter().map(|n| interner.id(n)).collect();
 
-        let mut builtin: Vec<(usize, &AliasEntry)> =
-            tree.builtin_aliases.iter().enumerate().collect();
-        builtin.sort_by(|(ia, a), (ib, b)| {
-            a.priority
-                .cmp(&b.priority)
-                .then(literal_prefix_len(&b.pattern).cmp(&literal_prefix_len(&a.pattern)))
-                .then(post_order(&b.pattern, &a.pattern))
-                .then(ia.cmp(ib))
-        });
-        let mut alias_order: Vec<(usize, &AliasEntry)> = tree.aliases.iter().enumerate().collect();
-        alias_order.sort_by(|(_, a), (_, b)| a.priority.cmp(&b.priority).then(a.line.cmp(&b.line)));
-
+        let alias_order = libkmod_order(&tree.aliases);
+        let builtin = libkmod_order(&tree.builtin_aliases);
         let mut r = Resolver {
             aliases_file: tree.aliases_file.to_owned(),
             ..Default::default()
@@ -230,6 +236,7 @@ impl Resolver {
                 module,
                 line: e.line,
                 order: *order as u32,
+                priority: e.priority,
                 pattern_start: r.pattern_bytes.len() as u32,
                 pattern_len: e.pattern.len() as u32,
             });
@@ -385,20 +392,16 @@ impl Resolver {
         Ok(())
     }
 
-    /// libkmod's radix trees, with entries inserted in depmod's order. Ranks of `modules.alias`
-    /// entries are in priority order, so they serve as priorities; built-in aliases all have 0.
-    fn build_kmod_trees(&self) -> [RadixTree; 2] {
+    /// libkmod's radix trees, with entries inserted in depmod's order.
+    fn build_kmod_trees(&self) -> [RadixTree<u32>; 2] {
         let mut trees = [RadixTree::new(), RadixTree::new()];
         let mut ranks: Vec<u32> = (0..self.entries.len() as u32).collect();
         ranks.sort_by_key(|&r| (r >= self.alias_entries, self.entries[r as usize].order));
         for rank in ranks {
             let e = &self.entries[rank as usize];
             let pattern = self.pattern_slice(e);
-            if rank < self.alias_entries {
-                trees[0].insert(pattern, rank, rank);
-            } else {
-                trees[1].insert(pattern, 0, rank);
-            }
+            let table = usize::from(rank >= self.alias_entries);
+            trees[table].insert(pattern, e.priority, rank);
         }
         trees
     }
