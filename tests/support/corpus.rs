@@ -1,4 +1,5 @@
 //! Lookup strings for differential tests and benchmarks, made from a module tree's own tables.
+#![allow(dead_code)]
 
 use crate::support::Rng;
 use modaliasd::index::ModuleTree;
