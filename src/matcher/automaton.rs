@@ -16,43 +16,69 @@
 //! naive backtracking. libkmod instead enumerates the whole subtree under a wildcard and runs
 //! fnmatch on every stored suffix (semantics.md §2).
 //!
-//! Literal runs are path-compressed: a node owns the bytes that must follow on arrival
-//! (`segment`). For the node a `*` leads to, the segment is what must follow the star, so its first
-//! byte is searched with memchr instead of trying every position.
+//! Layout: a lookup takes a few dozen steps, so its cost is cache misses, not instructions. Each
+//! node is one contiguous run of `u32` words (header, literal segment, edge labels, edge targets,
+//! accepted values), and nodes are laid out depth first, so a lookup path mostly walks forward
+//! through memory. Literal runs are path-compressed into a node's segment; for the node a `*`
+//! leads to, the segment is what must follow the star, so its first byte is searched with memchr
+//! instead of trying every position.
+//!
+//! A star followed only by literal strings that each end the pattern with another `*` (the
+//! `cpu:...:feature:*0081*` family) is a "contains any of these" question. Such stars get an
+//! Aho-Corasick searcher over the strings, which answers it in one pass over the key.
 
 use super::pattern::{ByteSet, Token};
 
 const NONE: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-pub(crate) struct Node {
-    pub(crate) seg_start: u32,
-    pub(crate) seg_len: u32,
-    pub(crate) lit_start: u32,
-    pub(crate) lit_len: u32,
-    pub(crate) class_start: u32,
-    pub(crate) class_len: u32,
-    pub(crate) any: u32,
-    pub(crate) star: u32,
-    pub(crate) accept_start: u32,
-    pub(crate) accept_len: u32,
-    /// For nodes that a `*` edge leads to: their slot in the search memo.
-    pub(crate) star_slot: u32,
-}
+// Header word of a node.
+const SEG_LEN_MASK: u32 = 0xFFFF;
+const LIT_SHIFT: u32 = 16;
+const LIT_MASK: u32 = 0x1FF;
+const HAS_ANY: u32 = 1 << 25;
+const HAS_STAR: u32 = 1 << 26;
+const HAS_CLASSES: u32 = 1 << 27;
+const HAS_ACCEPTS: u32 = 1 << 28;
+const STAR_TARGET: u32 = 1 << 29;
+const HAS_CONTAINS: u32 = 1 << 30;
 
 /// The compiled form of a list of token sequences, each with a `u32` value reported on a match.
 #[derive(Clone, Debug, Default)]
 pub struct Automaton {
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) seg_bytes: Vec<u8>,
-    pub(crate) lit_labels: Vec<u8>,
-    pub(crate) lit_targets: Vec<u32>,
-    pub(crate) class_ids: Vec<u32>,
-    pub(crate) class_targets: Vec<u32>,
+    /// Nodes, each a run of words; the root is at offset 0.
+    pub(crate) code: Vec<u32>,
     pub(crate) classes: Vec<ByteSet>,
-    pub(crate) accepts: Vec<u32>,
+    /// Literal sets of "contains" stars: (strings, value lists), see the module docs.
+    pub(crate) contains: Vec<ContainsSet>,
     pub(crate) star_slots: u32,
+    pub(crate) node_count: u32,
+}
+
+/// The strings a "contains" star looks for, each with the values it accepts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ContainsSet {
+    pub(crate) strings: Vec<Vec<u8>>,
+    pub(crate) values: Vec<Vec<u32>>,
+    pub(crate) searcher: Option<aho_corasick::AhoCorasick>,
+}
+
+impl ContainsSet {
+    pub(crate) fn new(strings: Vec<Vec<u8>>, values: Vec<Vec<u32>>) -> ContainsSet {
+        // A few strings are found faster one memmem at a time than through an automaton.
+        let searcher = (strings.len() >= 4)
+            .then(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(&strings)
+                    .ok()
+            })
+            .flatten();
+        ContainsSet {
+            strings,
+            values,
+            searcher,
+        }
+    }
 }
 
 /// Per-thread search state, reused across lookups so a lookup allocates nothing.
@@ -62,6 +88,7 @@ pub struct Scratch {
     /// Per star slot: (generation it was last touched in, lowest position expanded).
     memo: Vec<(u32, u32)>,
     stack: Vec<(u32, u32)>,
+    seen: Vec<bool>,
 }
 
 impl Scratch {
@@ -87,6 +114,33 @@ const KEY_CLASS: u32 = 258;
 struct BuildNode {
     children: Vec<(u32, u32)>,
     values: Vec<u32>,
+}
+
+/// A decoded node header with the offsets of its parts.
+#[derive(Clone, Copy)]
+struct View {
+    header: u32,
+    /// Word offset of the segment bytes.
+    seg: usize,
+    labels: usize,
+    targets: usize,
+    /// Word offset just after the literal targets.
+    rest: usize,
+}
+
+impl View {
+    #[inline]
+    fn seg_len(self) -> usize {
+        (self.header & SEG_LEN_MASK) as usize
+    }
+    #[inline]
+    fn lit_count(self) -> usize {
+        ((self.header >> LIT_SHIFT) & LIT_MASK) as usize
+    }
+}
+
+fn words_for(bytes: usize) -> usize {
+    bytes.div_ceil(4)
 }
 
 impl Automaton {
@@ -146,148 +200,294 @@ impl Automaton {
             classes,
             ..Default::default()
         };
-        let mut map = vec![NONE; nodes.len()];
-        out.freeze(&nodes, 0, &mut map);
+        out.emit(&nodes);
         out
     }
 
-    /// Converts build node `id` (and its subtree) into the compact form, absorbing chains of
-    /// single literal children into the node's segment. Iterative, so deep patterns cannot
-    /// overflow the stack.
-    fn freeze(&mut self, nodes: &[BuildNode], root: u32, map: &mut [u32]) {
-        // Work list of (build node that starts a frozen node, frozen index, is a star target).
-        let mut work = vec![(root, self.alloc(false), false)];
-        map[root as usize] = 0;
-        while let Some((start, index, _)) = work.pop() {
-            // Follow the chain of nodes that have exactly one literal child and nothing else.
-            let seg_start = self.seg_bytes.len() as u32;
-            let mut cur = start as usize;
-            while nodes[cur].values.is_empty()
-                && nodes[cur].children.len() == 1
-                && nodes[cur].children[0].0 < 256
-                && cur != root as usize
-            {
-                let (k, child) = nodes[cur].children[0];
-                self.seg_bytes.push(k as u8);
-                cur = child as usize;
+    /// If the subtree below the star target `start` is only literal strings, each ending in a
+    /// `*` that ends its patterns, returns those strings and their values.
+    fn contains_strings(
+        nodes: &[BuildNode],
+        start: usize,
+    ) -> Option<(Vec<Vec<u8>>, Vec<Vec<u32>>)> {
+        let mut strings = Vec::new();
+        let mut values = Vec::new();
+        let mut stack = vec![(start, Vec::new())];
+        while let Some((id, text)) = stack.pop() {
+            let n = &nodes[id];
+            if !n.values.is_empty() {
+                return None;
             }
-            let node = &nodes[cur];
-            let mut n = self.nodes[index as usize];
-            n.seg_start = seg_start;
-            n.seg_len = self.seg_bytes.len() as u32 - seg_start;
-            n.accept_start = self.accepts.len() as u32;
-            n.accept_len = node.values.len() as u32;
-            self.accepts.extend_from_slice(&node.values);
-            n.lit_start = self.lit_labels.len() as u32;
-            n.class_start = self.class_ids.len() as u32;
-            for &(k, child) in &node.children {
-                let is_star = k == KEY_STAR;
-                let target = self.alloc(is_star);
-                work.push((child, target, is_star));
+            for &(k, child) in &n.children {
                 match k {
                     0..=255 => {
-                        self.lit_labels.push(k as u8);
-                        self.lit_targets.push(target);
+                        let mut t = text.clone();
+                        t.push(k as u8);
+                        stack.push((child as usize, t));
                     }
-                    KEY_ANY => n.any = target,
-                    KEY_STAR => n.star = target,
-                    _ => {
-                        self.class_ids.push(k - KEY_CLASS);
-                        self.class_targets.push(target);
+                    KEY_STAR => {
+                        let c = &nodes[child as usize];
+                        if !c.children.is_empty() || text.is_empty() {
+                            return None;
+                        }
+                        strings.push(text.clone());
+                        values.push(c.values.clone());
                     }
+                    _ => return None,
                 }
             }
-            n.lit_len = self.lit_labels.len() as u32 - n.lit_start;
-            n.class_len = self.class_ids.len() as u32 - n.class_start;
-            self.nodes[index as usize] = n;
+        }
+        // A lone short string is found as fast by the memchr-led walk; sets and longer strings
+        // (the cpu feature ids) are where trying every position costs.
+        let worth_it = strings.len() >= 2 || strings.first().is_some_and(|s| s.len() >= 3);
+        worth_it.then_some((strings, values))
+    }
+
+    /// Lays out the build trie depth first, compressing chains of single literal children into
+    /// segments. Iterative, so deep patterns cannot overflow the stack.
+    fn emit(&mut self, nodes: &[BuildNode]) {
+        // (build node, is a star target, word to patch with this node's offset)
+        let mut work: Vec<(usize, bool, Option<usize>)> = vec![(0, false, None)];
+        while let Some((start, star_target, patch)) = work.pop() {
+            let offset = self.code.len() as u32;
+            if let Some(p) = patch {
+                self.code[p] = offset;
+            }
+            self.node_count += 1;
+            if star_target {
+                if let Some((strings, values)) = Self::contains_strings(nodes, start) {
+                    self.code.push(STAR_TARGET | HAS_CONTAINS);
+                    self.code.push(self.star_slots);
+                    self.star_slots += 1;
+                    self.code.push(self.contains.len() as u32);
+                    self.contains.push(ContainsSet::new(strings, values));
+                    continue;
+                }
+            }
+            let mut segment = Vec::new();
+            let mut cur = start;
+            while cur != 0
+                && nodes[cur].values.is_empty()
+                && nodes[cur].children.len() == 1
+                && nodes[cur].children[0].0 < 256
+                && segment.len() < SEG_LEN_MASK as usize
+            {
+                segment.push(nodes[cur].children[0].0 as u8);
+                cur = nodes[cur].children[0].1 as usize;
+            }
+            let node = &nodes[cur];
+            let lits: Vec<(u8, u32)> = node
+                .children
+                .iter()
+                .filter(|(k, _)| *k < 256)
+                .map(|&(k, c)| (k as u8, c))
+                .collect();
+            let any = node.children.iter().find(|(k, _)| *k == KEY_ANY);
+            let star = node.children.iter().find(|(k, _)| *k == KEY_STAR);
+            let classes: Vec<(u32, u32)> = node
+                .children
+                .iter()
+                .filter(|(k, _)| *k >= KEY_CLASS)
+                .map(|&(k, c)| (k - KEY_CLASS, c))
+                .collect();
+            let mut header = segment.len() as u32 | (lits.len() as u32) << LIT_SHIFT;
+            if star_target {
+                header |= STAR_TARGET;
+            }
+            header |= if any.is_some() { HAS_ANY } else { 0 };
+            header |= if star.is_some() { HAS_STAR } else { 0 };
+            header |= if classes.is_empty() { 0 } else { HAS_CLASSES };
+            header |= if node.values.is_empty() {
+                0
+            } else {
+                HAS_ACCEPTS
+            };
+            self.code.push(header);
+            if star_target {
+                self.code.push(self.star_slots);
+                self.star_slots += 1;
+            }
+            self.push_bytes(&segment);
+            self.push_bytes(&lits.iter().map(|l| l.0).collect::<Vec<_>>());
+            // Children go on the work list in reverse, so the first literal child is laid out
+            // right after this node.
+            let mut children = Vec::new();
+            for &(_, c) in &lits {
+                children.push((c as usize, false, Some(self.code.len())));
+                self.code.push(NONE);
+            }
+            if let Some(&(_, c)) = star {
+                children.push((c as usize, true, Some(self.code.len())));
+                self.code.push(NONE);
+            }
+            if let Some(&(_, c)) = any {
+                children.push((c as usize, false, Some(self.code.len())));
+                self.code.push(NONE);
+            }
+            if !classes.is_empty() {
+                self.code.push(classes.len() as u32);
+                for &(class, c) in &classes {
+                    self.code.push(class);
+                    children.push((c as usize, false, Some(self.code.len())));
+                    self.code.push(NONE);
+                }
+            }
+            if !node.values.is_empty() {
+                self.code.push(node.values.len() as u32);
+                self.code.extend_from_slice(&node.values);
+            }
+            work.extend(children.into_iter().rev());
         }
     }
 
-    fn alloc(&mut self, star_target: bool) -> u32 {
-        let slot = if star_target {
-            self.star_slots += 1;
-            self.star_slots - 1
-        } else {
-            NONE
-        };
-        self.nodes.push(Node {
-            any: NONE,
-            star: NONE,
-            star_slot: slot,
-            ..Default::default()
-        });
-        self.nodes.len() as u32 - 1
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(4) {
+            let mut w = [0u8; 4];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.code.push(u32::from_ne_bytes(w));
+        }
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.node_count as usize
     }
 
     /// Heap bytes held by the compiled form.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.len() * std::mem::size_of::<Node>()
-            + self.seg_bytes.len()
-            + self.lit_labels.len()
-            + self.lit_targets.len() * 4
-            + self.class_ids.len() * 4
-            + self.class_targets.len() * 4
+        self.code.len() * 4
             + self.classes.len() * 32
-            + self.accepts.len() * 4
+            + self
+                .contains
+                .iter()
+                .map(|c| {
+                    c.strings.iter().map(|s| s.len()).sum::<usize>()
+                        + c.values.iter().map(|v| v.len() * 4).sum::<usize>()
+                        + c.searcher.as_ref().map_or(0, |s| s.memory_usage())
+                })
+                .sum::<usize>()
     }
 
-    /// Appends the value of every pattern that matches `key` to `out`, each once, in no
-    /// particular order.
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: any initialised u32 is four initialised bytes; u8 has alignment 1.
+        unsafe { std::slice::from_raw_parts(self.code.as_ptr().cast::<u8>(), self.code.len() * 4) }
+    }
+
+    #[inline]
+    fn view(&self, off: u32) -> View {
+        let off = off as usize;
+        let header = self.code[off];
+        let seg = off + 1 + usize::from(header & STAR_TARGET != 0);
+        let seg_len = (header & SEG_LEN_MASK) as usize;
+        let lit_count = ((header >> LIT_SHIFT) & LIT_MASK) as usize;
+        let labels = seg + words_for(seg_len);
+        let targets = labels + words_for(lit_count);
+        View {
+            header,
+            seg,
+            labels,
+            targets,
+            rest: targets + lit_count,
+        }
+    }
+
+    #[inline]
+    fn segment(&self, v: View) -> &[u8] {
+        &self.bytes()[v.seg * 4..][..v.seg_len()]
+    }
+
+    /// Appends the value of every pattern that matches `key` to `out`, in no particular order;
+    /// a value may appear more than once.
     pub fn search(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
-        if self.nodes.is_empty() {
+        if self.code.is_empty() {
             return;
         }
         scratch.reset(self.star_slots as usize);
-        // The root has an empty segment; start with its branches at position 0.
-        self.branch(0, 0, key, scratch, out);
-        while let Some((node, pos)) = scratch.stack.pop() {
-            let n = &self.nodes[node as usize];
-            let seg = self.segment(n);
-            if key.len() - (pos as usize) < seg.len() || &key[pos as usize..][..seg.len()] != seg {
+        // The root has an empty segment; start with its branches at position 0. `branch`
+        // returns the literal child to follow next, so the main path never touches the stack.
+        let mut next = self.branch(self.view(0), 0, key, scratch, out);
+        loop {
+            let (node, pos) = match next {
+                Some(n) => n,
+                None => match scratch.stack.pop() {
+                    Some(n) => n,
+                    None => return,
+                },
+            };
+            let v = self.view(node);
+            let seg = self.segment(v);
+            let pos = pos as usize;
+            next = None;
+            if key.len() - pos < seg.len() || !same_bytes(&key[pos..pos + seg.len()], seg) {
                 continue;
             }
-            self.branch(node, pos as usize + seg.len(), key, scratch, out);
+            let pos = pos + seg.len();
+            if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES | HAS_ACCEPTS) == 0 {
+                // Most nodes on a lookup's path only branch on the next byte.
+                if let Some(&b) = key.get(pos) {
+                    let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
+                    next =
+                        find_label(labels, b).map(|i| (self.code[v.targets + i], pos as u32 + 1));
+                }
+                continue;
+            }
+            next = self.branch(v, pos, key, scratch, out);
         }
     }
 
+    /// Everything that can happen at node `v` once its segment has matched and `pos` bytes of
+    /// the key are consumed. Other continuations go on the stack; the literal child, if any, is
+    /// returned for the caller to follow at once.
     #[inline]
-    fn segment(&self, n: &Node) -> &[u8] {
-        &self.seg_bytes[n.seg_start as usize..][..n.seg_len as usize]
-    }
-
-    /// Everything that can happen at `node` once its segment has matched and `pos` bytes of the
-    /// key are consumed.
-    #[inline]
-    fn branch(&self, node: u32, pos: usize, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
-        let n = &self.nodes[node as usize];
-        if pos == key.len() {
-            out.extend_from_slice(
-                &self.accepts[n.accept_start as usize..][..n.accept_len as usize],
-            );
+    fn branch(
+        &self,
+        v: View,
+        pos: usize,
+        key: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+    ) -> Option<(u32, u32)> {
+        let mut at = v.rest;
+        let star = if v.header & HAS_STAR != 0 {
+            at += 1;
+            self.code[at - 1]
+        } else {
+            NONE
+        };
+        let any = if v.header & HAS_ANY != 0 {
+            at += 1;
+            self.code[at - 1]
+        } else {
+            NONE
+        };
+        let classes = at;
+        if v.header & HAS_CLASSES != 0 {
+            at += 1 + 2 * self.code[at] as usize;
         }
-        if n.star != NONE {
-            self.expand_star(n.star, pos, key, scratch, out);
+        if pos == key.len() && v.header & HAS_ACCEPTS != 0 {
+            let n = self.code[at] as usize;
+            out.extend_from_slice(&self.code[at + 1..at + 1 + n]);
         }
-        let Some(&b) = key.get(pos) else { return };
+        if star != NONE {
+            self.expand_star(star, pos, key, scratch, out);
+        }
+        let &b = key.get(pos)?;
         let next = pos as u32 + 1;
-        let labels = &self.lit_labels[n.lit_start as usize..][..n.lit_len as usize];
-        if let Some(i) = find_label(labels, b) {
-            scratch
-                .stack
-                .push((self.lit_targets[n.lit_start as usize + i], next));
+        let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
+        let literal = find_label(labels, b).map(|i| (self.code[v.targets + i], next));
+        if any != NONE {
+            scratch.stack.push((any, next));
         }
-        if n.any != NONE {
-            scratch.stack.push((n.any, next));
-        }
-        for i in n.class_start as usize..(n.class_start + n.class_len) as usize {
-            if self.classes[self.class_ids[i] as usize].contains(b) {
-                scratch.stack.push((self.class_targets[i], next));
+        if v.header & HAS_CLASSES != 0 {
+            let count = self.code[classes] as usize;
+            for i in 0..count {
+                let class = self.code[classes + 1 + 2 * i] as usize;
+                if self.classes[class].contains(b) {
+                    scratch.stack.push((self.code[classes + 2 + 2 * i], next));
+                }
             }
         }
+        literal
     }
 
     /// The star leading to `target` is reached at `pos`: it may stop anywhere from `pos` on.
@@ -299,8 +499,9 @@ impl Automaton {
         scratch: &mut Scratch,
         out: &mut Vec<u32>,
     ) {
-        let t = &self.nodes[target as usize];
-        let slot = &mut scratch.memo[t.star_slot as usize];
+        let header = self.code[target as usize];
+        let slot_index = self.code[target as usize + 1] as usize;
+        let slot = &mut scratch.memo[slot_index];
         let end = if slot.0 == scratch.generation {
             if slot.1 as usize <= pos {
                 return;
@@ -310,11 +511,25 @@ impl Automaton {
             key.len() + 1
         };
         *slot = (scratch.generation, pos as u32);
+        if header & HAS_CONTAINS != 0 {
+            self.expand_contains(
+                self.code[target as usize + 2] as usize,
+                pos,
+                end,
+                key,
+                scratch,
+                out,
+            );
+            return;
+        }
+        let t = self.view(target);
         let seg = self.segment(t);
         match seg.split_first() {
             None => {
                 for q in pos..end {
-                    self.branch(target, q, key, scratch, out);
+                    if let Some(n) = self.branch(t, q, key, scratch, out) {
+                        scratch.stack.push(n);
+                    }
                 }
             }
             Some((&first, rest)) => {
@@ -325,12 +540,14 @@ impl Automaton {
                 let last = end.min(key.len() - seg.len() + 1);
                 let mut q = pos;
                 while q < last {
-                    match memchr::memchr(first, &key[q..last]) {
+                    match find_byte(first, &key[q..last]) {
                         None => break,
                         Some(off) => {
                             let at = q + off;
-                            if key[at + 1..].starts_with(rest) {
-                                self.branch(target, at + seg.len(), key, scratch, out);
+                            if same_bytes(&key[at + 1..at + seg.len()], rest) {
+                                if let Some(n) = self.branch(t, at + seg.len(), key, scratch, out) {
+                                    scratch.stack.push(n);
+                                }
                             }
                             q = at + 1;
                         }
@@ -339,6 +556,150 @@ impl Automaton {
             }
         }
     }
+
+    /// A "contains" star reached at `pos`, already expanded from `end` on: every string that
+    /// occurs starting in `pos..end` accepts its values (its pattern ends in `*`). Each value is
+    /// reported once per lookup.
+    fn expand_contains(
+        &self,
+        set: usize,
+        pos: usize,
+        end: usize,
+        key: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+    ) {
+        let set = &self.contains[set];
+        scratch.seen.clear();
+        scratch.seen.resize(set.strings.len(), false);
+        // Occurrences starting before `end` were reported by the earlier, lower expansion only
+        // if they start at or after that expansion's position, which is `end`: so report those
+        // starting in pos..end, and nothing else.
+        let hay = &key[pos..];
+        let mut report = |i: usize, start: usize, out: &mut Vec<u32>| {
+            if start < end - pos && !scratch.seen[i] {
+                scratch.seen[i] = true;
+                out.extend_from_slice(&set.values[i]);
+            }
+        };
+        match &set.searcher {
+            Some(ac) => {
+                for m in ac.find_overlapping_iter(hay) {
+                    report(m.pattern().as_usize(), m.start(), out);
+                }
+            }
+            None => {
+                for (i, s) in set.strings.iter().enumerate() {
+                    if let Some(start) = memchr::memmem::find(hay, s) {
+                        report(i, start, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks every offset the search follows, so that a damaged saved index cannot make it read
+    /// out of bounds or loop. Returns the number of nodes.
+    pub(crate) fn validate(&self, values_below: u32) -> Result<u32, &'static str> {
+        if self.code.is_empty() {
+            return Ok(0);
+        }
+        let len = self.code.len();
+        let mut seen = vec![false; len];
+        let mut stack = vec![(0u32, false)];
+        let mut count = 0;
+        let word = |at: usize| self.code.get(at).copied().ok_or("node runs past the end");
+        while let Some((off, star_target)) = stack.pop() {
+            let off = off as usize;
+            if off >= len {
+                return Err("edge points past the end");
+            }
+            if std::mem::replace(&mut seen[off], true) {
+                return Err("two edges lead to one node");
+            }
+            count += 1;
+            let header = self.code[off];
+            if (header & STAR_TARGET != 0) != star_target {
+                return Err("star edge and star target disagree");
+            }
+            if star_target && word(off + 1)? >= self.star_slots {
+                return Err("star slot out of range");
+            }
+            if header & HAS_CONTAINS != 0 {
+                let set = self
+                    .contains
+                    .get(word(off + 2)? as usize)
+                    .ok_or("bad set")?;
+                if set.values.iter().flatten().any(|&v| v >= values_below)
+                    || set.values.len() != set.strings.len()
+                {
+                    return Err("contains set out of range");
+                }
+                continue;
+            }
+            let v = self.view(off as u32);
+            if v.rest > len {
+                return Err("node runs past the end");
+            }
+            let mut at = v.rest;
+            for i in 0..v.lit_count() {
+                stack.push((word(v.targets + i)?, false));
+            }
+            if header & HAS_STAR != 0 {
+                stack.push((word(at)?, true));
+                at += 1;
+            }
+            if header & HAS_ANY != 0 {
+                stack.push((word(at)?, false));
+                at += 1;
+            }
+            if header & HAS_CLASSES != 0 {
+                let n = word(at)? as usize;
+                for i in 0..n {
+                    if word(at + 1 + 2 * i)? as usize >= self.classes.len() {
+                        return Err("class out of range");
+                    }
+                    stack.push((word(at + 2 + 2 * i)?, false));
+                }
+                at += 1 + 2 * n;
+            }
+            if header & HAS_ACCEPTS != 0 {
+                let n = word(at)? as usize;
+                for i in 0..n {
+                    if word(at + 1 + i)? >= values_below {
+                        return Err("accepted value out of range");
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// memchr, without its set-up cost on the short haystacks most lookups have.
+#[inline]
+fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 32 {
+        hay.iter().position(|&c| c == b)
+    } else {
+        memchr::memchr(b, hay)
+    }
+}
+
+/// Slice equality for the short runs segments are: eight bytes at a time, no libc call.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a8 = a.chunks_exact(8);
+    let mut b8 = b.chunks_exact(8);
+    for (x, y) in (&mut a8).zip(&mut b8) {
+        if u64::from_ne_bytes(x.try_into().unwrap()) != u64::from_ne_bytes(y.try_into().unwrap()) {
+            return false;
+        }
+    }
+    a8.remainder() == b8.remainder()
 }
 
 #[inline]
@@ -364,7 +725,9 @@ mod tests {
                 Parsed::Irregular => panic!("{p}"),
             })
             .collect();
-        Automaton::build(&list)
+        let a = Automaton::build(&list);
+        assert_eq!(a.validate(patterns.len() as u32), Ok(a.node_count));
+        a
     }
 
     fn matches(a: &Automaton, key: &str) -> Vec<u32> {
@@ -394,6 +757,20 @@ mod tests {
         assert_eq!(matches(&a, "abd"), [5]);
         assert_eq!(matches(&a, "ab"), Vec::<u32>::new());
         assert_eq!(matches(&a, "usb:v1234p"), [3]);
+    }
+
+    #[test]
+    fn contains_stars() {
+        let a = compile(&[
+            "cpu:f:*,0001,*",
+            "cpu:f:*,0002,*",
+            "cpu:f:*,0003,*",
+            "cpu:f:*,0004,*",
+            "cpu:f:*,0001,*",
+        ]);
+        assert_eq!(a.contains.len(), 1);
+        assert_eq!(matches(&a, "cpu:f:,0000,0001,0004,"), [0, 3, 4]);
+        assert_eq!(matches(&a, "cpu:f:,0002"), Vec::<u32>::new());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! let mut found = Vec::new();
 //! set.find(b"usb:v046DpC52Bd1211", &mut Scratch::default(), &mut found);
 //! found.sort();
+//! found.dedup();
 //! assert_eq!(found, [7, 9]);
 //! ```
 
@@ -75,7 +76,7 @@ impl PatternSet {
         }
     }
 
-    /// Appends the value of every matching pattern to `out` (once per pattern, unordered).
+    /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         self.automaton.search(key, scratch, out);
         for (p, literal, value) in &self.irregular {

@@ -363,6 +363,7 @@ impl Resolver {
         } else {
             self.patterns.find(key, scratch, &mut out.entries);
             out.entries.sort_unstable();
+            out.entries.dedup();
         }
         let split = out.entries.partition_point(|&r| r < self.alias_entries);
         if split > 0 {

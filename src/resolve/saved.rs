@@ -11,7 +11,7 @@
 use super::{Entry, Resolver};
 use crate::error::{Error, Result};
 use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp};
-use crate::matcher::automaton::Node;
+use crate::matcher::automaton::ContainsSet;
 use crate::matcher::pattern::ByteSet;
 use crate::matcher::{Automaton, PatternSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,6 @@ pub const FILE_NAME: &str = "modaliasd.index";
 unsafe trait Plain: Copy + Default {}
 unsafe impl Plain for u8 {}
 unsafe impl Plain for u32 {}
-unsafe impl Plain for Node {}
 unsafe impl Plain for Entry {}
 unsafe impl Plain for ByteSet {}
 
@@ -143,15 +142,18 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.slice(&resolver.pattern_bytes);
     w.slice(resolver.aliases_file.as_bytes());
     let a = &resolver.patterns.automaton;
-    w.slice(&a.nodes);
-    w.slice(&a.seg_bytes);
-    w.slice(&a.lit_labels);
-    w.slice(&a.lit_targets);
-    w.slice(&a.class_ids);
-    w.slice(&a.class_targets);
+    w.slice(&a.code);
     w.slice(&a.classes);
-    w.slice(&a.accepts);
     w.u32(a.star_slots);
+    w.u32(a.node_count);
+    w.u32(a.contains.len() as u32);
+    for set in &a.contains {
+        w.u32(set.strings.len() as u32);
+        for (s, v) in set.strings.iter().zip(&set.values) {
+            w.slice(s);
+            w.slice(v);
+        }
+    }
     w.u32(resolver.patterns.irregular.len() as u32);
     for (p, literal, v) in &resolver.patterns.irregular {
         w.slice(p);
@@ -191,17 +193,20 @@ pub fn from_bytes(path: &Path, data: &[u8]) -> Result<(Resolver, Vec<SourceStamp
     res.pattern_bytes = r.vec()?;
     res.aliases_file = r.string()?;
     let mut a = Automaton {
-        nodes: r.vec()?,
-        seg_bytes: r.vec()?,
-        lit_labels: r.vec()?,
-        lit_targets: r.vec()?,
-        class_ids: r.vec()?,
-        class_targets: r.vec()?,
+        code: r.vec()?,
         classes: r.vec()?,
-        accepts: r.vec()?,
-        star_slots: 0,
+        ..Default::default()
     };
     a.star_slots = r.u32()?;
+    a.node_count = r.u32()?;
+    for _ in 0..r.u32()? {
+        let (mut strings, mut values) = (Vec::new(), Vec::new());
+        for _ in 0..r.u32()? {
+            strings.push(r.vec::<u8>()?);
+            values.push(r.vec::<u32>()?);
+        }
+        a.contains.push(ContainsSet::new(strings, values));
+    }
     let mut irregular = Vec::new();
     for _ in 0..r.u32()? {
         let p = r.vec::<u8>()?;
@@ -244,34 +249,13 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
         }
     }
     let a = &r.patterns.automaton;
-    let nodes = a.nodes.len() as u64;
-    let target_ok = |t: u32| t == u32::MAX || (t as u64) < nodes;
-    let range_ok = |start: u32, len: u32, total: usize| start as u64 + len as u64 <= total as u64;
-    if a.lit_labels.len() != a.lit_targets.len() || a.class_ids.len() != a.class_targets.len() {
-        return Err("edge arrays differ in length".into());
+    match a.validate(entries) {
+        Ok(n) if n == a.node_count => {}
+        Ok(_) => return Err("node count disagrees with the automaton".into()),
+        Err(e) => return Err(e.into()),
     }
-    for n in &a.nodes {
-        let ok = range_ok(n.seg_start, n.seg_len, a.seg_bytes.len())
-            && range_ok(n.lit_start, n.lit_len, a.lit_labels.len())
-            && range_ok(n.class_start, n.class_len, a.class_ids.len())
-            && range_ok(n.accept_start, n.accept_len, a.accepts.len())
-            && target_ok(n.any)
-            && target_ok(n.star)
-            && (n.star_slot == u32::MAX || n.star_slot < a.star_slots);
-        if !ok {
-            return Err("automaton node out of range".into());
-        }
-        if n.star != u32::MAX && a.nodes[n.star as usize].star_slot == u32::MAX {
-            return Err("star edge to a node without a memo slot".into());
-        }
-    }
-    if a.lit_targets.iter().any(|&t| t as u64 >= nodes)
-        || a.class_targets.iter().any(|&t| t as u64 >= nodes)
-        || a.class_ids.iter().any(|&c| c as usize >= a.classes.len())
-        || a.accepts.iter().any(|&v| v >= entries)
-        || r.patterns.irregular.iter().any(|(_, _, v)| *v >= entries)
-    {
-        return Err("automaton reference out of range".into());
+    if r.patterns.irregular.iter().any(|(_, _, v)| *v >= entries) {
+        return Err("irregular pattern value out of range".into());
     }
     Ok(())
 }

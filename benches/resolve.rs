@@ -1,0 +1,312 @@
+//! modaliasd's resolver against libkmod, side by side in one run, on a real Debian module tree.
+//!
+//! `cargo bench --bench resolve` prints a Markdown report: per-lookup time by bus with the ratio,
+//! compile time, saved-index load time, resident memory, and a whole `modaliasd resolve` of
+//! 200,000 stdin lines against the same lookups through libkmod in one process.
+//!
+//! Timing: each figure is the median of several rounds; a round runs the whole key set once.
+//! Set MODALIASD_BENCH_SERIES=6.1 to measure the 6.1 tree (default 6.12).
+
+#[path = "../tests/support/corpus.rs"]
+mod corpus;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use modaliasd::index::ModuleTree;
+use modaliasd::matcher::Scratch;
+use modaliasd::resolve::saved::{from_bytes, save, to_bytes};
+use modaliasd::resolve::{NoConfig, Resolution, Resolver};
+use std::ffi::CString;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use support::libkmod::Libkmod;
+use support::{Rng, TempDir};
+
+const BUSES: &[&str] = &[
+    "pci", "usb", "acpi", "of", "cpu", "hid", "platform", "other",
+];
+const ROUNDS: usize = 7;
+
+fn bus_of(key: &[u8]) -> &'static str {
+    let head = key.split(|&c| c == b':').next().unwrap_or(b"");
+    let head = head.strip_suffix(b"*").unwrap_or(head);
+    BUSES
+        .iter()
+        .copied()
+        .find(|b| b.as_bytes() == head)
+        .unwrap_or("other")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time_rounds(mut f: impl FnMut()) -> Duration {
+    f(); // warm caches and lazily built state
+    median(
+        (0..ROUNDS)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn ns(d: Duration, n: usize) -> f64 {
+    d.as_nanos() as f64 / n as f64
+}
+
+fn fmt_time(nanos: f64) -> String {
+    if nanos >= 1_000_000.0 {
+        format!("{:.1} ms", nanos / 1e6)
+    } else if nanos >= 1000.0 {
+        format!("{:.1} µs", nanos / 1e3)
+    } else {
+        format!("{nanos:.0} ns")
+    }
+}
+
+/// Keys for one bus: real-looking strings made from the tree's own patterns (concretised, and as
+/// many again mutated so that misses are measured too); `cpu` gets full feature lists.
+fn keys_by_bus(tree: &ModuleTree) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let mut rng = Rng(0xBE_4C_11);
+    let mut by_bus: Vec<(&'static str, Vec<Vec<u8>>)> =
+        BUSES.iter().map(|b| (*b, Vec::new())).collect();
+    for a in &tree.aliases {
+        let bus = bus_of(&a.pattern);
+        if bus == "cpu" {
+            continue;
+        }
+        let slot = &mut by_bus.iter_mut().find(|(b, _)| *b == bus).unwrap().1;
+        let c = corpus::concretize(&a.pattern, &mut rng);
+        slot.push(corpus::mutate(&c, &mut rng));
+        slot.push(c);
+    }
+    let cpu = &mut by_bus.iter_mut().find(|(b, _)| *b == "cpu").unwrap().1;
+    for s in corpus::sysfs_modaliases() {
+        if s.starts_with(b"cpu:") {
+            cpu.push(s);
+        }
+    }
+    while cpu.len() < 500 {
+        let mut s = format!(
+            "cpu:type:x86,ven{:04X}fam{:04X}mod{:04X}:feature:",
+            rng.below(3),
+            rng.below(0x20),
+            rng.below(0x100)
+        );
+        let mut f = 0;
+        while f < 0x2F0 {
+            f += 1 + rng.below(4);
+            s.push_str(&format!(",{f:04X}"));
+        }
+        cpu.push(s.into_bytes());
+    }
+    for (_, keys) in &mut by_bus {
+        // Cap each bus so the slow reference does not dominate the run.
+        let step = keys.len().div_ceil(4000).max(1);
+        *keys = keys.iter().step_by(step).cloned().collect();
+    }
+    by_bus
+}
+
+fn main() {
+    let series = std::env::var("MODALIASD_BENCH_SERIES").unwrap_or_else(|_| "6.12".into());
+    let kernel = support::kernel_tree(&series);
+    let dir = kernel.module_dir();
+    println!(
+        "## modaliasd vs libkmod on Debian {} ({})\n",
+        kernel.kver,
+        std::env::consts::ARCH
+    );
+
+    // Compile: parse the text files, then compile.
+    let load = time_rounds(|| {
+        black_box(ModuleTree::load(&dir).unwrap());
+    });
+    let tree = ModuleTree::load(&dir).unwrap();
+    let compile = time_rounds(|| {
+        black_box(Resolver::build(&tree));
+    });
+    let resolver = Resolver::build(&tree);
+    let tmp = TempDir::new("bench");
+    let index = tmp.path().join("modaliasd.index");
+    save(&index, &resolver, &tree.sources).unwrap();
+    let index_len = std::fs::metadata(&index).unwrap().len();
+    let load_saved = time_rounds(|| {
+        let data = std::fs::read(&index).unwrap();
+        black_box(from_bytes(&index, &data).unwrap());
+    });
+    let _ = to_bytes;
+
+    // Per-lookup time by bus.
+    let rss0 = rss_kib();
+    let kmod = Libkmod::new(&dir);
+    let by_bus = keys_by_bus(&tree);
+    let mut scratch = Scratch::default();
+    let mut res = Resolution::default();
+    println!("### Lookup time per MODALIAS (median of {ROUNDS} rounds)\n");
+    println!("| bus | keys | libkmod | modaliasd | speed-up |");
+    println!("|---|---:|---:|---:|---:|");
+    let (mut total_ours, mut total_kmod, mut total_n) = (Duration::ZERO, Duration::ZERO, 0);
+    for (bus, keys) in &by_bus {
+        if keys.is_empty() {
+            continue;
+        }
+        let ckeys: Vec<CString> = keys
+            .iter()
+            .filter_map(|k| CString::new(k.clone()).ok())
+            .collect();
+        let theirs = time_rounds(|| {
+            for k in &ckeys {
+                black_box(kmod.lookup_count(k));
+            }
+        });
+        let ours = time_rounds(|| {
+            for k in keys {
+                let _ = resolver.resolve_into(k, &NoConfig, &mut scratch, &mut res);
+                black_box(res.modules.len());
+            }
+        });
+        total_ours += ours;
+        total_kmod += theirs;
+        total_n += keys.len();
+        println!(
+            "| {bus} | {} | {} | {} | {:.0}× |",
+            keys.len(),
+            fmt_time(ns(theirs, keys.len())),
+            fmt_time(ns(ours, keys.len())),
+            theirs.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
+    println!(
+        "| **all** | {total_n} | {} | {} | **{:.0}×** |\n",
+        fmt_time(ns(total_kmod, total_n)),
+        fmt_time(ns(total_ours, total_n)),
+        total_kmod.as_secs_f64() / total_ours.as_secs_f64()
+    );
+    let rss_kmod = rss_kib().saturating_sub(rss0);
+
+    println!("### Building and loading\n");
+    println!("| step | time |");
+    println!("|---|---:|");
+    println!(
+        "| read the text files (`ModuleTree::load`) | {} |",
+        fmt_time(load.as_nanos() as f64)
+    );
+    println!(
+        "| compile {} aliases (`Resolver::build`) | {} |",
+        resolver.alias_count(),
+        fmt_time(compile.as_nanos() as f64)
+    );
+    println!(
+        "| load the saved index ({:.1} MiB, read + check) | {} |\n",
+        index_len as f64 / (1 << 20) as f64,
+        fmt_time(load_saved.as_nanos() as f64)
+    );
+
+    // Memory: what loading the saved index adds to a process, against libkmod's mapped indexes
+    // after the lookups above touched them.
+    let before = rss_kib();
+    let data = std::fs::read(&index).unwrap();
+    let (loaded, _) = from_bytes(&index, &data).unwrap();
+    drop(data);
+    let key = b"pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+    let _ = loaded.resolve_into(key, &NoConfig, &mut scratch, &mut res);
+    let after = rss_kib();
+    println!("### Resident memory\n");
+    println!("| what | resident |");
+    println!("|---|---:|");
+    println!(
+        "| modaliasd: saved index loaded | {:.1} MiB |",
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+    println!(
+        "| libkmod: context with indexes loaded, after the lookups | {:.1} MiB |\n",
+        rss_kmod as f64 / 1024.0
+    );
+    drop(loaded);
+
+    end_to_end(&kernel, &by_bus, &kmod);
+}
+
+/// A whole `modaliasd resolve` process on 200,000 lines against the same lookups through libkmod
+/// in this process (context creation included).
+fn end_to_end(kernel: &support::KernelTree, by_bus: &[(&str, Vec<Vec<u8>>)], _warm: &Libkmod) {
+    const LINES: usize = 200_000;
+    let all: Vec<&Vec<u8>> = by_bus.iter().flat_map(|(_, k)| k).collect();
+    let lines: Vec<&Vec<u8>> = all.iter().cycle().take(LINES).copied().collect();
+    let tmp = TempDir::new("bench-e2e");
+    let input = tmp.path().join("input");
+    let mut text = Vec::new();
+    for l in &lines {
+        text.extend_from_slice(l);
+        text.push(b'\n');
+    }
+    std::fs::write(&input, &text).unwrap();
+    let exe = env!("CARGO_BIN_EXE_modaliasd");
+    let index = tmp.path().join("index");
+    let run = |extra: &[&str]| {
+        let t = Instant::now();
+        let out = std::process::Command::new(exe)
+            .args(["resolve", "--root"])
+            .arg(&kernel.root)
+            .args(["--kver", &kernel.kver])
+            .args(extra)
+            .stdin(std::fs::File::open(&input).unwrap())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(out.code().is_some_and(|c| c <= 1));
+        t.elapsed()
+    };
+    let index_arg = index.to_str().unwrap();
+    run(&["--index", index_arg]); // writes the index
+    let cold = median((0..3).map(|_| run(&["--no-index"])).collect());
+    let warm = median((0..3).map(|_| run(&["--index", index_arg])).collect());
+    let ckeys: Vec<CString> = lines
+        .iter()
+        .filter_map(|k| CString::new(k.to_vec()).ok())
+        .collect();
+    let theirs = median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                let kmod = Libkmod::new(&kernel.module_dir());
+                for k in &ckeys {
+                    black_box(kmod.lookup_count(k));
+                }
+                t.elapsed()
+            })
+            .collect(),
+    );
+    println!("### 200,000 lookups, process start to exit\n");
+    println!("| run | time | speed-up over libkmod |");
+    println!("|---|---:|---:|");
+    println!(
+        "| libkmod, one process (`kmod_new` + lookups) | {} | 1× |",
+        fmt_time(theirs.as_nanos() as f64)
+    );
+    for (what, d) in [
+        ("`modaliasd resolve`, saved index", warm),
+        ("`modaliasd resolve --no-index` (compiles first)", cold),
+    ] {
+        println!(
+            "| {what} | {} | {:.0}× |",
+            fmt_time(d.as_nanos() as f64),
+            theirs.as_secs_f64() / d.as_secs_f64()
+        );
+    }
+}
