@@ -206,10 +206,7 @@ impl Automaton {
 
     /// If the subtree below the star target `start` is only literal strings, each ending in a
     /// `*` that ends its patterns, returns those strings and their values.
-    fn contains_strings(
-        nodes: &[BuildNode],
-        start: usize,
-    ) -> Option<(Vec<Vec<u8>>, Vec<Vec<u32>>)> {
+    fn contains_strings(nodes: &[BuildNode], start: usize) -> Option<ContainsSet> {
         let mut strings = Vec::new();
         let mut values = Vec::new();
         let mut stack = vec![(start, Vec::new())];
@@ -240,7 +237,7 @@ impl Automaton {
         // A lone short string is found as fast by the memchr-led walk; sets and longer strings
         // (the cpu feature ids) are where trying every position costs.
         let worth_it = strings.len() >= 2 || strings.first().is_some_and(|s| s.len() >= 3);
-        worth_it.then_some((strings, values))
+        worth_it.then(|| ContainsSet::new(strings, values))
     }
 
     /// Lays out the build trie depth first, compressing chains of single literal children into
@@ -255,12 +252,12 @@ impl Automaton {
             }
             self.node_count += 1;
             if star_target {
-                if let Some((strings, values)) = Self::contains_strings(nodes, start) {
+                if let Some(set) = Self::contains_strings(nodes, start) {
                     self.code.push(STAR_TARGET | HAS_CONTAINS);
                     self.code.push(self.star_slots);
                     self.star_slots += 1;
                     self.code.push(self.contains.len() as u32);
-                    self.contains.push(ContainsSet::new(strings, values));
+                    self.contains.push(set);
                     continue;
                 }
             }
