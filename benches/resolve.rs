@@ -14,7 +14,7 @@ mod support;
 
 use modaliasd::index::ModuleTree;
 use modaliasd::matcher::Scratch;
-use modaliasd::resolve::saved::{from_bytes, save, to_bytes};
+use modaliasd::resolve::saved::{from_file, save};
 use modaliasd::resolve::{NoConfig, Resolution, Resolver};
 use std::ffi::CString;
 use std::hint::black_box;
@@ -53,15 +53,6 @@ fn time_rounds(mut f: impl FnMut()) -> Duration {
             })
             .collect(),
     )
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 fn ns(d: Duration, n: usize) -> f64 {
@@ -146,13 +137,10 @@ fn main() {
     save(&index, &resolver, &tree.sources).unwrap();
     let index_len = std::fs::metadata(&index).unwrap().len();
     let load_saved = time_rounds(|| {
-        let data = std::fs::read(&index).unwrap();
-        black_box(from_bytes(&index, &data).unwrap());
+        black_box(from_file(&index).unwrap());
     });
-    let _ = to_bytes;
 
     // Per-lookup time by bus.
-    let rss0 = rss_kib();
     let kmod = Libkmod::new(&dir);
     let by_bus = keys_by_bus(&tree);
     let mut scratch = Scratch::default();
@@ -197,7 +185,6 @@ fn main() {
         fmt_time(ns(total_ours, total_n)),
         total_kmod.as_secs_f64() / total_ours.as_secs_f64()
     );
-    let rss_kmod = rss_kib().saturating_sub(rss0);
 
     println!("### Building and loading\n");
     println!("| step | time |");
@@ -212,34 +199,77 @@ fn main() {
         fmt_time(compile.as_nanos() as f64)
     );
     println!(
-        "| load the saved index ({:.1} MiB, read + check) | {} |\n",
+        "| load the saved index ({:.1} MiB, read + validate) | {} |\n",
         index_len as f64 / (1 << 20) as f64,
         fmt_time(load_saved.as_nanos() as f64)
     );
 
-    // Memory: what loading the saved index adds to a process, against libkmod's mapped indexes
-    // after the lookups above touched them.
-    let before = rss_kib();
-    let data = std::fs::read(&index).unwrap();
-    let (loaded, _) = from_bytes(&index, &data).unwrap();
-    drop(data);
-    let key = b"pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
-    let _ = loaded.resolve_into(key, &NoConfig, &mut scratch, &mut res);
-    let after = rss_kib();
-    println!("### Resident memory\n");
-    println!("| what | resident |");
-    println!("|---|---:|");
-    println!(
-        "| modaliasd: saved index loaded | {:.1} MiB |",
-        after.saturating_sub(before) as f64 / 1024.0
-    );
-    println!(
-        "| libkmod: context with indexes loaded, after the lookups | {:.1} MiB |\n",
-        rss_kmod as f64 / 1024.0
-    );
-    drop(loaded);
+    memory(&kernel, &index);
 
     end_to_end(&kernel, &by_bus, &kmod);
+}
+
+/// Peak resident memory of one lookup in a fresh process, by `/usr/bin/time` (Debian package
+/// `time`): modaliasd with its saved index and compiling from the text files, and libkmod's
+/// `modprobe --resolve-alias` on the same tree.
+fn memory(kernel: &support::KernelTree, index: &std::path::Path) {
+    let key = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+    let exe = env!("CARGO_BIN_EXE_modaliasd");
+    let root = kernel.root.to_str().unwrap();
+    let peak = |cmd: &[&str]| -> Option<u64> {
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .args(cmd)
+            .stdout(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.lines().last()?.trim().parse().ok()
+    };
+    let idx = index.to_str().unwrap();
+    let rows = [
+        (
+            "`modaliasd resolve`, saved index",
+            peak(&[
+                exe,
+                "resolve",
+                "--root",
+                root,
+                "--kver",
+                &kernel.kver,
+                "--index",
+                idx,
+                key,
+            ]),
+        ),
+        (
+            "`modaliasd resolve --no-index` (compiles)",
+            peak(&[
+                exe,
+                "resolve",
+                "--root",
+                root,
+                "--kver",
+                &kernel.kver,
+                "--no-index",
+                key,
+            ]),
+        ),
+        (
+            "`modprobe -R` (libkmod, mmapped .bin indexes)",
+            peak(&["modprobe", "-d", root, "-S", &kernel.kver, "-R", key]),
+        ),
+    ];
+    println!("### Peak resident memory of one lookup, fresh process\n");
+    println!("| process | peak RSS |");
+    println!("|---|---:|");
+    for (what, kib) in rows {
+        match kib {
+            Some(k) => println!("| {what} | {:.1} MiB |", k as f64 / 1024.0),
+            None => println!("| {what} | not measured (/usr/bin/time missing) |"),
+        }
+    }
+    println!();
 }
 
 /// A whole `modaliasd resolve` process on 200,000 lines against the same lookups through libkmod

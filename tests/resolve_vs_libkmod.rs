@@ -76,3 +76,48 @@ fn debian_6_12_identical_to_libkmod() {
 fn debian_6_1_identical_to_libkmod() {
     differential(&kernel_tree("6.1"), 0x6_01);
 }
+
+/// mkinitcpio keeps only kmod's binary indexes; the saved index must answer like a fresh compile.
+#[test]
+fn binary_indexes_and_the_saved_index_answer_like_the_text_files() {
+    let kernel = kernel_tree("6.12");
+    let dir = kernel.module_dir();
+    let text_tree = ModuleTree::load(&dir).unwrap();
+    let text = Resolver::build(&text_tree);
+
+    let bin_only = support::TempDir::new("bin-only");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".bin") {
+            std::fs::copy(e.path(), bin_only.path().join(e.file_name())).unwrap();
+        }
+    }
+    let bin_tree = ModuleTree::load(bin_only.path()).unwrap();
+    assert_eq!(bin_tree.aliases_file, "modules.alias.bin");
+    assert_eq!(bin_tree.modules.len(), text_tree.modules.len());
+    let bin = Resolver::build(&bin_tree);
+
+    let path = std::path::Path::new("saved");
+    let bytes = modaliasd::resolve::saved::to_bytes(&text, &text_tree.sources);
+    let (saved, stamps) = modaliasd::resolve::saved::from_bytes(path, &bytes).unwrap();
+    assert_eq!(stamps, text_tree.sources);
+    // Every truncation of the file is refused, none panics.
+    for cut in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
+        assert!(modaliasd::resolve::saved::from_bytes(path, &bytes[..cut]).is_err());
+    }
+
+    let keys = corpus::differential(&text_tree, 0xB1);
+    for key in keys.iter().step_by(2) {
+        let want = ours(&text, key);
+        assert_eq!(ours(&bin, key), want, "bin-only: {}", key.escape_ascii());
+        assert_eq!(ours(&saved, key), want, "saved: {}", key.escape_ascii());
+        if let (Ok(a), Ok(b)) = (text.resolve(key), saved.resolve(key)) {
+            assert_eq!(
+                a.entries,
+                b.entries,
+                "saved entries: {}",
+                key.escape_ascii()
+            );
+        }
+    }
+}

@@ -51,41 +51,53 @@ impl Writer {
     }
 }
 
-struct Reader<'a> {
+/// Reads sections straight into their final vectors, so loading never holds the file twice.
+struct Reader<'a, R: std::io::Read> {
     path: &'a Path,
-    data: &'a [u8],
-    at: usize,
+    input: R,
+    at: u64,
+    /// Bytes left in the file: no length field may ask for more than this.
+    left: u64,
 }
 
-impl Reader<'_> {
+impl<R: std::io::Read> Reader<'_, R> {
     fn corrupt(&self, what: &str) -> Error {
-        Error::corrupt(self.path, self.at as u64, what.to_owned())
+        Error::corrupt(self.path, self.at, what.to_owned())
     }
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
-        let end = end.ok_or_else(|| self.corrupt("truncated"))?;
-        let s = &self.data[self.at..end];
-        self.at = end;
-        Ok(s)
+    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
+        if buf.len() as u64 > self.left {
+            return Err(self.corrupt("truncated"));
+        }
+        self.input
+            .read_exact(buf)
+            .map_err(|_| self.corrupt("truncated"))?;
+        self.at += buf.len() as u64;
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut b = [0u8; N];
+        self.fill(&mut b)?;
+        Ok(b)
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_ne_bytes(self.take(4)?.try_into().unwrap()))
+        Ok(u32::from_ne_bytes(self.array()?))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_ne_bytes(self.take(8)?.try_into().unwrap()))
+        Ok(u64::from_ne_bytes(self.array()?))
     }
     fn vec<T: Plain>(&mut self) -> Result<Vec<T>> {
-        let count = usize::try_from(self.u64()?).map_err(|_| self.corrupt("bad length"))?;
-        let size = std::mem::size_of::<T>();
+        let count = self.u64()?;
         let bytes = count
-            .checked_mul(size)
+            .checked_mul(std::mem::size_of::<T>() as u64)
+            .filter(|&b| b <= self.left)
             .ok_or_else(|| self.corrupt("bad length"))?;
-        let src = self.take(bytes)?;
-        let mut out = vec![T::default(); count];
-        // SAFETY: `out` has exactly `bytes` bytes of Plain values, any bit pattern is valid.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes);
-        }
+        let mut out = vec![T::default(); count as usize];
+        // SAFETY: `out` holds exactly `bytes` bytes of Plain values; any bit pattern is valid.
+        let raw = unsafe {
+            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes as usize)
+        };
+        self.fill(raw)?;
         Ok(out)
     }
     fn string(&mut self) -> Result<String> {
@@ -103,13 +115,13 @@ fn write_stamps(w: &mut Writer, stamps: &[SourceStamp]) {
     }
 }
 
-fn read_stamps(r: &mut Reader) -> Result<Vec<SourceStamp>> {
+fn read_stamps<R: std::io::Read>(r: &mut Reader<R>) -> Result<Vec<SourceStamp>> {
     let n = r.u32()?;
     let mut out = Vec::new();
     for _ in 0..n {
         let name = r.string()?;
         let len = r.u64()?;
-        let mtime_ns = i128::from_ne_bytes(r.take(16)?.try_into().unwrap());
+        let mtime_ns = i128::from_ne_bytes(r.array()?);
         out.push(SourceStamp {
             name,
             len,
@@ -166,8 +178,28 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
 /// Reads a saved resolver and the stamps it was compiled from. Every count and index is checked,
 /// so a corrupt file is an error, never a crash or a wrong answer.
 pub fn from_bytes(path: &Path, data: &[u8]) -> Result<(Resolver, Vec<SourceStamp>)> {
-    let mut r = Reader { path, data, at: 0 };
-    if r.take(16)? != MAGIC {
+    read(path, data, data.len() as u64)
+}
+
+/// [`from_bytes`] on a file, reading it once without holding it whole.
+pub fn from_file(path: &Path) -> Result<(Resolver, Vec<SourceStamp>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    read(
+        path,
+        std::io::BufReader::with_capacity(64 * 1024, file),
+        len,
+    )
+}
+
+fn read<R: std::io::Read>(path: &Path, input: R, len: u64) -> Result<(Resolver, Vec<SourceStamp>)> {
+    let mut r = Reader {
+        path,
+        input,
+        at: 0,
+        left: len,
+    };
+    if r.array::<16>()? != *MAGIC {
         return Err(r.corrupt("not a modaliasd index"));
     }
     if r.u32()? != FORMAT {
@@ -216,7 +248,7 @@ pub fn from_bytes(path: &Path, data: &[u8]) -> Result<(Resolver, Vec<SourceStamp
         }
         irregular.push((p, literal, r.u32()?));
     }
-    if r.at != data.len() {
+    if r.left != 0 {
         return Err(r.corrupt("trailing bytes"));
     }
     res.patterns = PatternSet {
@@ -322,11 +354,9 @@ pub fn load_or_build(
         CachePolicy::File(f) => Some(f.clone()),
     };
     if let Some(file) = &file {
-        if let Ok(data) = std::fs::read(file) {
-            if let Ok((resolver, stamps)) = from_bytes(file, &data) {
-                if is_fresh(dir, &stamps) {
-                    return Ok((resolver, Vec::new(), Origin::Saved));
-                }
+        if let Ok((resolver, stamps)) = from_file(file) {
+            if is_fresh(dir, &stamps) {
+                return Ok((resolver, Vec::new(), Origin::Saved));
             }
         }
     }

@@ -1,0 +1,212 @@
+//! The `modaliasd` binary on a small module tree whose every answer can be read off its files
+//! (`tests/fixtures/roots/small`): output format, streaming, errors, exit codes, the saved index.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use support::TempDir;
+
+const KVER: &str = "1.0-test";
+
+/// A private copy of the fixture root, so that writing the saved index touches nothing shared.
+fn small_root() -> TempDir {
+    let tmp = TempDir::new("cli");
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots/small/lib/modules");
+    let to = tmp.path().join("lib/modules").join(KVER);
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(from.join(KVER)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    tmp
+}
+
+fn modaliasd(root: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["resolve", "--root"])
+        .arg(root)
+        .args(["--kver", KVER])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn each_source_of_the_lookup_answers() {
+    let root = small_root();
+    let o = modaliasd(
+        root.path(),
+        &[
+            "hid:b0003g0001v0000046Dp0000C52B",
+            "e1000e",
+            "usb-storage",
+            "symbol:hid_input_report",
+            "fs-fuse",
+            "fuse",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+            "nothing:here",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // hid_generic comes first although its alias line is later: libkmod orders by modules.dep.
+    assert_eq!(
+        stdout(&o),
+        "hid:b0003g0001v0000046Dp0000C52B\thid_generic hid_logitech_dj\n\
+         e1000e\te1000e\n\
+         usb-storage\tusb_storage\n\
+         symbol:hid_input_report\thid\n\
+         fs-fuse\tfuse\n\
+         fuse\tfuse\n\
+         pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00\te1000e\n\
+         nothing:here\t\n"
+    );
+}
+
+#[test]
+fn bad_lines_in_the_module_directory_are_warnings_with_file_and_line() {
+    let root = small_root();
+    let o = modaliasd(root.path(), &["--no-index", "e1000e"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("modules.alias:7: expected 'alias PATTERN MODULE'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("modules.alias:8: unmatched bracket in pattern"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stdin_streams_and_one_bad_line_does_not_stop_the_rest() {
+    let root = small_root();
+    let input = b"e1000e\nusb:v[\nfuse\nwith\0nul\nfs-fuse";
+    let o = modaliasd(root.path(), &[], Some(input));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "invalid lines must make the exit status 1"
+    );
+    let out = o.stdout.clone();
+    assert_eq!(
+        out,
+        b"e1000e\te1000e\nusb:v[\t\nfuse\tfuse\nwith\0nul\t\nfs-fuse\tfuse\n".to_vec()
+    );
+    let err = stderr(&o);
+    assert!(err.contains("stdin:2: usb:v[: unmatched bracket"), "{err}");
+    assert!(err.contains("stdin:4:") && err.contains("NUL"), "{err}");
+}
+
+#[test]
+fn json_names_the_pattern_and_line_of_each_match() {
+    let root = small_root();
+    let o = modaliasd(
+        root.path(),
+        &[
+            "--json",
+            "hid:b0003g0001v0000046Dp0000C52B",
+            "fs-fuse",
+            "a]",
+        ],
+        None,
+    );
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"{"input":"hid:b0003g0001v0000046Dp0000C52B","normalized":"hid:b0003g0001v0000046Dp0000C52B","source":"alias","builtin":false,"modules":["hid_generic","hid_logitech_dj"],"matches":[{"module":"hid_generic","pattern":"hid:b*g*v*p*","file":"modules.alias","line":4},{"module":"hid_logitech_dj","pattern":"hid:b0003g*v0000046Dp0000C52B","file":"modules.alias","line":3}]}"#
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"input":"fs-fuse","normalized":"fs_fuse","source":"builtin-alias","builtin":true,"modules":["fuse"],"matches":[{"module":"fuse","pattern":"fs_fuse","file":"modules.builtin.modinfo","line":1}]}"#
+    );
+    assert_eq!(lines[2], r#"{"input":"a]","error":"unmatched bracket"}"#);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn the_saved_index_is_used_and_rebuilt_when_modules_alias_changes() {
+    let root = small_root();
+    let dir = root.path().join("lib/modules").join(KVER);
+    let index = dir.join("modaliasd.index");
+    assert!(!index.exists());
+    let o = modaliasd(
+        root.path(),
+        &["usb:v1234p5678d0100dc00dsc00dp00ic08isc06ip50in00"],
+        None,
+    );
+    assert_eq!(
+        stdout(&o),
+        "usb:v1234p5678d0100dc00dsc00dp00ic08isc06ip50in00\tusb_storage\n"
+    );
+    assert!(index.exists(), "resolve writes the index where it can");
+    let first = std::fs::read(&index).unwrap();
+
+    // depmod rewrites modules.alias: the index is stale and must not answer.
+    let mut alias = std::fs::read_to_string(dir.join("modules.alias")).unwrap();
+    alias.push_str("alias acme:* e1000e\n");
+    std::fs::write(dir.join("modules.alias"), alias).unwrap();
+    let o = modaliasd(root.path(), &["acme:x"], None);
+    assert_eq!(stdout(&o), "acme:x\te1000e\n");
+    assert_ne!(
+        std::fs::read(&index).unwrap(),
+        first,
+        "the index was rebuilt"
+    );
+
+    // A damaged index is ignored, never trusted.
+    std::fs::write(&index, b"modaliasd-index\0garbage").unwrap();
+    let o = modaliasd(root.path(), &["acme:x"], None);
+    assert_eq!(stdout(&o), "acme:x\te1000e\n");
+}
+
+#[test]
+fn fatal_errors_and_usage_errors_exit_2() {
+    let root = small_root();
+    let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["resolve", "--root"])
+        .arg(root.path())
+        .args(["--kver", "9.9-missing", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("9.9-missing/modules.dep: missing"),
+        "{}",
+        stderr(&o)
+    );
+    for args in [&["frobnicate"][..], &["resolve", "--bogus"], &[]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["resolve", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Usage: modaliasd resolve"));
+}
