@@ -92,18 +92,7 @@ fn keys_by_bus(tree: &ModuleTree) -> Vec<(&'static str, Vec<Vec<u8>>)> {
         }
     }
     while cpu.len() < 500 {
-        let mut s = format!(
-            "cpu:type:x86,ven{:04X}fam{:04X}mod{:04X}:feature:",
-            rng.below(3),
-            rng.below(0x20),
-            rng.below(0x100)
-        );
-        let mut f = 0;
-        while f < 0x2F0 {
-            f += 1 + rng.below(4);
-            s.push_str(&format!(",{f:04X}"));
-        }
-        cpu.push(s.into_bytes());
+        cpu.push(corpus::cpu_modalias(&mut rng, 0x2F0, 4));
     }
     for (_, keys) in &mut by_bus {
         // Cap each bus so the slow reference does not dominate the run.

@@ -73,6 +73,23 @@ pub fn mutate(s: &[u8], rng: &mut Rng) -> Vec<u8> {
     v
 }
 
+/// An x86 `cpu:` MODALIAS with a random vendor, family and model and a sorted feature list up to
+/// `last`, consecutive features at most `max_gap` apart (a real one lists 150 to 300).
+pub fn cpu_modalias(rng: &mut Rng, last: usize, max_gap: usize) -> Vec<u8> {
+    let mut s = format!(
+        "cpu:type:x86,ven{:04X}fam{:04X}mod{:04X}:feature:",
+        rng.below(3),
+        rng.below(0x20),
+        rng.below(0x100)
+    );
+    let mut f = 0;
+    while f < last {
+        f += 1 + rng.below(max_gap);
+        s.push_str(&format!(",{f:04X}"));
+    }
+    s.into_bytes()
+}
+
 /// The real MODALIAS strings of the machine running the tests.
 pub fn sysfs_modaliases() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -134,18 +151,7 @@ pub fn differential(tree: &ModuleTree, seed: u64) -> Vec<Vec<u8>> {
         out.push(s.pattern.clone());
     }
     for _ in 0..300 {
-        let mut cpu = format!(
-            "cpu:type:x86,ven{:04X}fam{:04X}mod{:04X}:feature:",
-            rng.below(3),
-            rng.below(0x20),
-            rng.below(0x100)
-        );
-        let mut f = 0;
-        while f < 0x300 {
-            f += 1 + rng.below(6);
-            cpu.push_str(&format!(",{f:04X}"));
-        }
-        out.push(cpu.into_bytes());
+        out.push(cpu_modalias(&mut rng, 0x300, 6));
     }
     out.extend(sysfs_modaliases());
     out
