@@ -23,22 +23,25 @@ pub fn normalize_alias(alias: &[u8], out: &mut Vec<u8>) -> Result<(), AliasError
     out.clear();
     out.reserve(alias.len());
     let mut i = 0;
-    while i < alias.len() {
+    // Copy the plain runs wholesale; only `-`, `[` and `]` need a decision.
+    while let Some(off) = memchr::memchr3(b'-', b'[', b']', &alias[i..]) {
+        out.extend_from_slice(&alias[i..i + off]);
+        i += off;
         match alias[i] {
-            b'-' => out.push(b'_'),
-            b']' => return Err(AliasError::UnmatchedBracket),
-            b'[' => {
-                let close = alias[i..]
-                    .iter()
-                    .position(|&c| c == b']')
-                    .ok_or(AliasError::UnmatchedBracket)?;
-                out.extend_from_slice(&alias[i..=i + close]);
-                i += close;
+            b'-' => {
+                out.push(b'_');
+                i += 1;
             }
-            c => out.push(c),
+            b']' => return Err(AliasError::UnmatchedBracket),
+            _ => {
+                let close =
+                    memchr::memchr(b']', &alias[i..]).ok_or(AliasError::UnmatchedBracket)?;
+                out.extend_from_slice(&alias[i..=i + close]);
+                i += close + 1;
+            }
         }
-        i += 1;
     }
+    out.extend_from_slice(&alias[i..]);
     Ok(())
 }
 

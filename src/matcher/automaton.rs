@@ -60,6 +60,8 @@ pub(crate) struct ContainsSet {
     pub(crate) strings: Vec<Vec<u8>>,
     pub(crate) values: Vec<Vec<u32>>,
     pub(crate) searcher: Option<aho_corasick::AhoCorasick>,
+    /// For small sets: one prebuilt substring searcher per string.
+    pub(crate) finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl ContainsSet {
@@ -67,16 +69,27 @@ impl ContainsSet {
         // A few strings are found faster one memmem at a time than through an automaton.
         let searcher = (strings.len() >= 4)
             .then(|| {
+                // The strings mostly start with the same byte (`0` of `0081`), so a start-byte
+                // prefilter would stop at every feature; the DFA alone is faster.
                 aho_corasick::AhoCorasick::builder()
                     .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .prefilter(false)
                     .build(&strings)
                     .ok()
             })
             .flatten();
+        let finders = match searcher {
+            Some(_) => Vec::new(),
+            None => strings
+                .iter()
+                .map(|s| memchr::memmem::Finder::new(s).into_owned())
+                .collect(),
+        };
         ContainsSet {
             strings,
             values,
             searcher,
+            finders,
         }
     }
 }
@@ -535,6 +548,11 @@ impl Automaton {
                     return;
                 }
                 let last = end.min(key.len() - seg.len() + 1);
+                // When the segment leads only to another star, the first occurrence is enough:
+                // that star, expanded from there, covers every later occurrence too.
+                let first_only = t.header & (HAS_ANY | HAS_CLASSES | HAS_ACCEPTS) == 0
+                    && t.header & HAS_STAR != 0
+                    && t.lit_count() == 0;
                 let mut q = pos;
                 while q < last {
                     match find_byte(first, &key[q..last]) {
@@ -544,6 +562,9 @@ impl Automaton {
                             if same_bytes(&key[at + 1..at + seg.len()], rest) {
                                 if let Some(n) = self.branch(t, at + seg.len(), key, scratch, out) {
                                     scratch.stack.push(n);
+                                }
+                                if first_only {
+                                    break;
                                 }
                             }
                             q = at + 1;
@@ -586,8 +607,8 @@ impl Automaton {
                 }
             }
             None => {
-                for (i, s) in set.strings.iter().enumerate() {
-                    if let Some(start) = memchr::memmem::find(hay, s) {
+                for (i, finder) in set.finders.iter().enumerate() {
+                    if let Some(start) = finder.find(hay) {
                         report(i, start, out);
                     }
                 }

@@ -328,7 +328,7 @@ impl Resolver {
             }
             return Ok(());
         }
-        if !key.contains(&b':') {
+        if memchr::memchr(b':', key).is_none() {
             if let Some(id) = self.find_sorted(&self.dep_sorted, key) {
                 out.source = Some(Source::ModuleName);
                 out.modules.push(id);
@@ -354,7 +354,7 @@ impl Resolver {
             return Ok(());
         }
 
-        if key.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
+        if memchr::memchr3(b'*', b'?', b'[', key).is_some() {
             let [aliases, builtin] = self.kmod_trees.get_or_init(|| self.build_kmod_trees());
             out.entries = aliases.search(key);
             if out.entries.is_empty() && self.find_sorted(&self.builtin_sorted, key).is_none() {
