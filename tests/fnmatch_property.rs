@@ -89,6 +89,42 @@ fn pattern_sets_report_exactly_the_matching_patterns() {
             out.clear();
             set.find(&s, &mut scratch, &mut out);
             out.sort_unstable();
+            out.dedup();
+            let expected: Vec<u32> = (0..patterns.len() as u32)
+                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
+                .collect();
+            assert_eq!(out, expected, "string {:?}", show(&s));
+        }
+    }
+}
+
+/// Sets of `x:*LITERAL*` patterns, the shape compiled into substring searchers (Aho-Corasick,
+/// Teddy for equal lengths, memmem for a few), on long keys with many near-misses.
+#[test]
+fn contains_patterns_agree_with_libc() {
+    let mut rng = Rng(0xC0_FFEE_D00D);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    for round in 0..400 {
+        let same_length = round % 2 == 0;
+        let count = 1 + rng.below(30);
+        let patterns: Vec<Vec<u8>> = (0..count)
+            .map(|_| {
+                let len = if same_length { 3 } else { 1 + rng.below(4) };
+                let mut p = b"x:*".to_vec();
+                p.extend((0..len).map(|_| rng.pick(b"01a,")));
+                p.push(b'*');
+                p
+            })
+            .collect();
+        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        for _ in 0..50 {
+            let mut s = b"x:".to_vec();
+            s.extend((0..rng.below(200)).map(|_| rng.pick(b"01a,")));
+            out.clear();
+            set.find(&s, &mut scratch, &mut out);
+            out.sort_unstable();
+            out.dedup();
             let expected: Vec<u32> = (0..patterns.len() as u32)
                 .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
                 .collect();

@@ -62,6 +62,10 @@ pub(crate) struct ContainsSet {
     pub(crate) searcher: Option<aho_corasick::AhoCorasick>,
     /// For small sets: one prebuilt substring searcher per string.
     pub(crate) finders: Vec<memchr::memmem::Finder<'static>>,
+    /// For sets of strings of one length: a SIMD searcher (Teddy). No two equal-length strings
+    /// can match at one position, so restarting one byte after each match start finds every
+    /// occurrence, without the cost of an overlapping search.
+    pub(crate) packed: Option<aho_corasick::packed::Searcher>,
 }
 
 impl ContainsSet {
@@ -78,6 +82,16 @@ impl ContainsSet {
                     .ok()
             })
             .flatten();
+        let same_length = strings.windows(2).all(|w| w[0].len() == w[1].len());
+        let packed = (strings.len() >= 2 && same_length)
+            .then(|| {
+                let mut builder = aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                    .builder();
+                builder.extend(&strings);
+                builder.build()
+            })
+            .flatten();
         let finders = match searcher {
             Some(_) => Vec::new(),
             None => strings
@@ -90,6 +104,7 @@ impl ContainsSet {
             values,
             searcher,
             finders,
+            packed,
         }
     }
 }
@@ -512,6 +527,7 @@ impl Automaton {
         let header = self.code[target as usize];
         let slot_index = self.code[target as usize + 1] as usize;
         let slot = &mut scratch.memo[slot_index];
+        let first_visit = slot.0 != scratch.generation;
         let end = if slot.0 == scratch.generation {
             if slot.1 as usize <= pos {
                 return;
@@ -533,6 +549,17 @@ impl Automaton {
             return;
         }
         let t = self.view(target);
+        if t.header & (SEG_LEN_MASK | LIT_MASK << LIT_SHIFT | HAS_STAR | HAS_ANY | HAS_CLASSES) == 0
+        {
+            // A trailing `*`: it matches whatever is left, so accept once instead of trying
+            // every remaining position.
+            if first_visit && t.header & HAS_ACCEPTS != 0 {
+                let at = t.rest;
+                let n = self.code[at] as usize;
+                out.extend_from_slice(&self.code[at + 1..at + 1 + n]);
+            }
+            return;
+        }
         let seg = self.segment(t);
         match seg.split_first() {
             None => {
@@ -600,6 +627,24 @@ impl Automaton {
                 out.extend_from_slice(&set.values[i]);
             }
         };
+        if let Some(packed) = &set.packed {
+            let mut at = 0;
+            while at < hay.len() {
+                let span = aho_corasick::Span {
+                    start: at,
+                    end: hay.len(),
+                };
+                let Some(m) = packed.find_in(hay, span) else {
+                    break;
+                };
+                if m.start() >= end - pos {
+                    break;
+                }
+                report(m.pattern().as_usize(), m.start(), out);
+                at = m.start() + 1;
+            }
+            return;
+        }
         match &set.searcher {
             Some(ac) => {
                 for m in ac.find_overlapping_iter(hay) {
