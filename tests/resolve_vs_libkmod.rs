@@ -107,6 +107,19 @@ fn binary_indexes_and_the_saved_index_answer_like_the_text_files() {
     }
 
     let keys = corpus::differential(&text_tree, 0xB1);
+    // A damaged byte anywhere either makes the load fail or leaves a resolver that still
+    // answers without crashing (most bytes are pattern text or module names).
+    let mut rng = support::Rng(0xBAD_B17E);
+    for _ in 0..300 {
+        let mut damaged = bytes.clone();
+        let at = rng.below(damaged.len());
+        damaged[at] ^= 1 << rng.below(8);
+        if let Ok((r, _)) = modaliasd::resolve::saved::from_bytes(path, &damaged) {
+            for key in keys.iter().step_by(997) {
+                let _ = r.resolve(key);
+            }
+        }
+    }
     for key in keys.iter().step_by(2) {
         let want = ours(&text, key);
         assert_eq!(ours(&bin, key), want, "bin-only: {}", key.escape_ascii());

@@ -139,9 +139,41 @@ const KEY_ANY: u32 = 256;
 const KEY_STAR: u32 = 257;
 const KEY_CLASS: u32 = 258;
 
-struct BuildNode {
+/// The uncompressed trie, children and values of node `i` in flat arrays (no allocation per
+/// node: building one vector per node was most of the compile time).
+struct BuildTrie {
+    child_start: Vec<u32>,
     children: Vec<(u32, u32)>,
+    value_start: Vec<u32>,
     values: Vec<u32>,
+}
+
+impl BuildTrie {
+    /// Groups `(node, item)` pairs by node, keeping their order within a node.
+    fn group<T: Copy + Default>(count: usize, pairs: &[(u32, T)]) -> (Vec<u32>, Vec<T>) {
+        let mut start = vec![0u32; count + 1];
+        for &(n, _) in pairs {
+            start[n as usize + 1] += 1;
+        }
+        for i in 0..count {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut items = vec![T::default(); pairs.len()];
+        for &(n, item) in pairs {
+            items[fill[n as usize] as usize] = item;
+            fill[n as usize] += 1;
+        }
+        (start, items)
+    }
+
+    fn children(&self, node: usize) -> &[(u32, u32)] {
+        &self.children[self.child_start[node] as usize..self.child_start[node + 1] as usize]
+    }
+
+    fn values(&self, node: usize) -> &[u32] {
+        &self.values[self.value_start[node] as usize..self.value_start[node + 1] as usize]
+    }
 }
 
 /// A decoded node header with the offsets of its parts.
@@ -200,29 +232,33 @@ impl Automaton {
         keyed.sort_unstable();
 
         // Insert in sorted order: each new child is the largest key of its parent so far, so
-        // children stay sorted and the path to the previous sequence is the only one to look at.
-        let mut nodes = vec![BuildNode {
-            children: Vec::new(),
-            values: Vec::new(),
-        }];
+        // children come out sorted and the path to the previous sequence is the only one to
+        // look at.
+        let mut node_count = 1u32;
+        let mut edges: Vec<(u32, (u32, u32))> = Vec::new();
+        let mut accepts: Vec<(u32, u32)> = Vec::new();
         let mut path: Vec<u32> = vec![0];
         let mut prev: &[u32] = &[];
         for (keys, value) in &keyed {
             let common = keys.iter().zip(prev).take_while(|(a, b)| a == b).count();
             path.truncate(common + 1);
             for &k in &keys[common..] {
-                let parent = *path.last().unwrap() as usize;
-                let id = nodes.len() as u32;
-                nodes.push(BuildNode {
-                    children: Vec::new(),
-                    values: Vec::new(),
-                });
-                nodes[parent].children.push((k, id));
-                path.push(id);
+                let parent = *path.last().unwrap();
+                edges.push((parent, (k, node_count)));
+                path.push(node_count);
+                node_count += 1;
             }
-            nodes[*path.last().unwrap() as usize].values.push(*value);
+            accepts.push((*path.last().unwrap(), *value));
             prev = keys;
         }
+        let (child_start, children) = BuildTrie::group(node_count as usize, &edges);
+        let (value_start, values) = BuildTrie::group(node_count as usize, &accepts);
+        let nodes = BuildTrie {
+            child_start,
+            children,
+            value_start,
+            values,
+        };
 
         let mut out = Automaton {
             classes,
@@ -234,16 +270,15 @@ impl Automaton {
 
     /// If the subtree below the star target `start` is only literal strings, each ending in a
     /// `*` that ends its patterns, returns those strings and their values.
-    fn contains_strings(nodes: &[BuildNode], start: usize) -> Option<ContainsSet> {
+    fn contains_strings(nodes: &BuildTrie, start: usize) -> Option<ContainsSet> {
         let mut strings = Vec::new();
         let mut values = Vec::new();
         let mut stack = vec![(start, Vec::new())];
         while let Some((id, text)) = stack.pop() {
-            let n = &nodes[id];
-            if !n.values.is_empty() {
+            if !nodes.values(id).is_empty() {
                 return None;
             }
-            for &(k, child) in &n.children {
+            for &(k, child) in nodes.children(id) {
                 match k {
                     0..=255 => {
                         let mut t = text.clone();
@@ -251,12 +286,12 @@ impl Automaton {
                         stack.push((child as usize, t));
                     }
                     KEY_STAR => {
-                        let c = &nodes[child as usize];
-                        if !c.children.is_empty() || text.is_empty() {
+                        let c = child as usize;
+                        if !nodes.children(c).is_empty() || text.is_empty() {
                             return None;
                         }
                         strings.push(text.clone());
-                        values.push(c.values.clone());
+                        values.push(nodes.values(c).to_vec());
                     }
                     _ => return None,
                 }
@@ -270,7 +305,7 @@ impl Automaton {
 
     /// Lays out the build trie depth first, compressing chains of single literal children into
     /// segments. Iterative, so deep patterns cannot overflow the stack.
-    fn emit(&mut self, nodes: &[BuildNode]) {
+    fn emit(&mut self, nodes: &BuildTrie) {
         // (build node, is a star target, word to patch with this node's offset)
         let mut work: Vec<(usize, bool, Option<usize>)> = vec![(0, false, None)];
         while let Some((start, star_target, patch)) = work.pop() {
@@ -292,25 +327,24 @@ impl Automaton {
             let mut segment = Vec::new();
             let mut cur = start;
             while cur != 0
-                && nodes[cur].values.is_empty()
-                && nodes[cur].children.len() == 1
-                && nodes[cur].children[0].0 < 256
+                && nodes.values(cur).is_empty()
+                && nodes.children(cur).len() == 1
+                && nodes.children(cur)[0].0 < 256
                 && segment.len() < SEG_LEN_MASK as usize
             {
-                segment.push(nodes[cur].children[0].0 as u8);
-                cur = nodes[cur].children[0].1 as usize;
+                segment.push(nodes.children(cur)[0].0 as u8);
+                cur = nodes.children(cur)[0].1 as usize;
             }
-            let node = &nodes[cur];
-            let lits: Vec<(u8, u32)> = node
-                .children
+            let node_children = nodes.children(cur);
+            let node_values = nodes.values(cur);
+            let lits: Vec<(u8, u32)> = node_children
                 .iter()
                 .filter(|(k, _)| *k < 256)
                 .map(|&(k, c)| (k as u8, c))
                 .collect();
-            let any = node.children.iter().find(|(k, _)| *k == KEY_ANY);
-            let star = node.children.iter().find(|(k, _)| *k == KEY_STAR);
-            let classes: Vec<(u32, u32)> = node
-                .children
+            let any = node_children.iter().find(|(k, _)| *k == KEY_ANY);
+            let star = node_children.iter().find(|(k, _)| *k == KEY_STAR);
+            let classes: Vec<(u32, u32)> = node_children
                 .iter()
                 .filter(|(k, _)| *k >= KEY_CLASS)
                 .map(|&(k, c)| (k - KEY_CLASS, c))
@@ -322,7 +356,7 @@ impl Automaton {
             header |= if any.is_some() { HAS_ANY } else { 0 };
             header |= if star.is_some() { HAS_STAR } else { 0 };
             header |= if classes.is_empty() { 0 } else { HAS_CLASSES };
-            header |= if node.values.is_empty() {
+            header |= if node_values.is_empty() {
                 0
             } else {
                 HAS_ACCEPTS
@@ -357,9 +391,9 @@ impl Automaton {
                     self.code.push(NONE);
                 }
             }
-            if !node.values.is_empty() {
-                self.code.push(node.values.len() as u32);
-                self.code.extend_from_slice(&node.values);
+            if !node_values.is_empty() {
+                self.code.push(node_values.len() as u32);
+                self.code.extend_from_slice(node_values);
             }
             work.extend(children.into_iter().rev());
         }
@@ -662,30 +696,23 @@ impl Automaton {
     }
 
     /// Checks every offset the search follows, so that a damaged saved index cannot make it read
-    /// out of bounds or loop. Returns the number of nodes.
+    /// out of bounds. Nodes are contiguous from offset 0, so two linear passes suffice: the first
+    /// walks them in order, checking each field and marking where nodes start; the second checks
+    /// that every edge lands on the start of a node of the right kind. (Termination needs no
+    /// check: every step consumes a byte or hits a star's memo.) Returns the number of nodes.
     pub(crate) fn validate(&self, values_below: u32) -> Result<u32, &'static str> {
-        if self.code.is_empty() {
-            return Ok(0);
-        }
         let len = self.code.len();
-        let mut seen = vec![false; len];
-        let mut stack = vec![(0u32, false)];
-        let mut count = 0;
+        let mut starts = vec![0u64; len.div_ceil(64)];
+        // (target, must be a star target)
+        let mut edges: Vec<(u32, bool)> = Vec::new();
+        let mut count = 0u32;
+        let mut off = 0usize;
         let word = |at: usize| self.code.get(at).copied().ok_or("node runs past the end");
-        while let Some((off, star_target)) = stack.pop() {
-            let off = off as usize;
-            if off >= len {
-                return Err("edge points past the end");
-            }
-            if std::mem::replace(&mut seen[off], true) {
-                return Err("two edges lead to one node");
-            }
+        while off < len {
+            starts[off / 64] |= 1 << (off % 64);
             count += 1;
             let header = self.code[off];
-            if (header & STAR_TARGET != 0) != star_target {
-                return Err("star edge and star target disagree");
-            }
-            if star_target && word(off + 1)? >= self.star_slots {
+            if header & STAR_TARGET != 0 && word(off + 1)? >= self.star_slots {
                 return Err("star slot out of range");
             }
             if header & HAS_CONTAINS != 0 {
@@ -695,25 +722,27 @@ impl Automaton {
                     .ok_or("bad set")?;
                 if set.values.iter().flatten().any(|&v| v >= values_below)
                     || set.values.len() != set.strings.len()
+                    || header & STAR_TARGET == 0
                 {
                     return Err("contains set out of range");
                 }
+                off += 3;
                 continue;
             }
             let v = self.view(off as u32);
             if v.rest > len {
                 return Err("node runs past the end");
             }
-            let mut at = v.rest;
             for i in 0..v.lit_count() {
-                stack.push((word(v.targets + i)?, false));
+                edges.push((self.code[v.targets + i], false));
             }
+            let mut at = v.rest;
             if header & HAS_STAR != 0 {
-                stack.push((word(at)?, true));
+                edges.push((word(at)?, true));
                 at += 1;
             }
             if header & HAS_ANY != 0 {
-                stack.push((word(at)?, false));
+                edges.push((word(at)?, false));
                 at += 1;
             }
             if header & HAS_CLASSES != 0 {
@@ -722,17 +751,33 @@ impl Automaton {
                     if word(at + 1 + 2 * i)? as usize >= self.classes.len() {
                         return Err("class out of range");
                     }
-                    stack.push((word(at + 2 + 2 * i)?, false));
+                    edges.push((word(at + 2 + 2 * i)?, false));
                 }
                 at += 1 + 2 * n;
             }
             if header & HAS_ACCEPTS != 0 {
                 let n = word(at)? as usize;
-                for i in 0..n {
-                    if word(at + 1 + i)? >= values_below {
-                        return Err("accepted value out of range");
-                    }
+                let accepted = self
+                    .code
+                    .get(at + 1..at + 1 + n)
+                    .ok_or("node runs past the end")?;
+                if accepted.iter().any(|&v| v >= values_below) {
+                    return Err("accepted value out of range");
                 }
+                at += 1 + n;
+            }
+            off = at;
+        }
+        if len > 0 && self.code[0] & STAR_TARGET != 0 {
+            return Err("root is a star target");
+        }
+        for (target, star) in edges {
+            let t = target as usize;
+            if t >= len || starts[t / 64] & (1 << (t % 64)) == 0 {
+                return Err("edge does not lead to a node");
+            }
+            if (self.code[t] & STAR_TARGET != 0) != star {
+                return Err("star edge and star target disagree");
             }
         }
         Ok(count)
