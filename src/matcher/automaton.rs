@@ -55,57 +55,72 @@ pub struct Automaton {
 }
 
 /// The strings a "contains" star looks for, each with the values it accepts.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct ContainsSet {
     pub(crate) strings: Vec<Vec<u8>>,
     pub(crate) values: Vec<Vec<u32>>,
-    pub(crate) searcher: Option<aho_corasick::AhoCorasick>,
-    /// For small sets: one prebuilt substring searcher per string.
-    pub(crate) finders: Vec<memchr::memmem::Finder<'static>>,
-    /// For sets of strings of one length: a SIMD searcher (Teddy). No two equal-length strings
-    /// can match at one position, so restarting one byte after each match start finds every
-    /// occurrence, without the cost of an overlapping search.
-    pub(crate) packed: Option<aho_corasick::packed::Searcher>,
+    /// Built on first use: most lookups never reach a contains-star, so loading a saved index
+    /// should not pay for it.
+    searcher: std::sync::OnceLock<SubstringSearcher>,
+}
+
+impl Clone for ContainsSet {
+    fn clone(&self) -> Self {
+        ContainsSet::new(self.strings.clone(), self.values.clone())
+    }
+}
+
+#[derive(Debug)]
+enum SubstringSearcher {
+    /// Strings of one length: SIMD (Teddy). No two equal-length strings can match at one
+    /// position, so restarting one byte after each match start finds every occurrence, without
+    /// the cost of an overlapping search.
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(aho_corasick::AhoCorasick),
+    /// A few strings are found faster one memmem at a time.
+    Each(Vec<memchr::memmem::Finder<'static>>),
 }
 
 impl ContainsSet {
     pub(crate) fn new(strings: Vec<Vec<u8>>, values: Vec<Vec<u32>>) -> ContainsSet {
-        // A few strings are found faster one memmem at a time than through an automaton.
-        let searcher = (strings.len() >= 4)
-            .then(|| {
-                // The strings mostly start with the same byte (`0` of `0081`), so a start-byte
-                // prefilter would stop at every feature; the DFA alone is faster.
-                aho_corasick::AhoCorasick::builder()
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .prefilter(false)
-                    .build(&strings)
-                    .ok()
-            })
-            .flatten();
-        let same_length = strings.windows(2).all(|w| w[0].len() == w[1].len());
-        let packed = (strings.len() >= 2 && same_length)
-            .then(|| {
-                let mut builder = aho_corasick::packed::Config::new()
-                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                    .builder();
-                builder.extend(&strings);
-                builder.build()
-            })
-            .flatten();
-        let finders = match searcher {
-            Some(_) => Vec::new(),
-            None => strings
-                .iter()
-                .map(|s| memchr::memmem::Finder::new(s).into_owned())
-                .collect(),
-        };
         ContainsSet {
             strings,
             values,
-            searcher,
-            finders,
-            packed,
+            searcher: std::sync::OnceLock::new(),
         }
+    }
+
+    fn searcher(&self) -> &SubstringSearcher {
+        self.searcher.get_or_init(|| {
+            let strings = &self.strings;
+            let same_length = strings.windows(2).all(|w| w[0].len() == w[1].len());
+            if strings.len() >= 2 && same_length {
+                let mut builder = aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                    .builder();
+                builder.extend(strings);
+                if let Some(packed) = builder.build() {
+                    return SubstringSearcher::Packed(packed);
+                }
+            }
+            if strings.len() >= 4 {
+                // The strings mostly start with the same byte (`0` of `0081`), so a start-byte
+                // prefilter would stop at every feature; the DFA alone is faster.
+                let ac = aho_corasick::AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .prefilter(false)
+                    .build(strings);
+                if let Ok(ac) = ac {
+                    return SubstringSearcher::Automaton(ac);
+                }
+            }
+            SubstringSearcher::Each(
+                strings
+                    .iter()
+                    .map(|s| memchr::memmem::Finder::new(s).into_owned())
+                    .collect(),
+            )
+        })
     }
 }
 
@@ -421,7 +436,10 @@ impl Automaton {
                 .map(|c| {
                     c.strings.iter().map(|s| s.len()).sum::<usize>()
                         + c.values.iter().map(|v| v.len() * 4).sum::<usize>()
-                        + c.searcher.as_ref().map_or(0, |s| s.memory_usage())
+                        + match c.searcher.get() {
+                            Some(SubstringSearcher::Automaton(ac)) => ac.memory_usage(),
+                            _ => 0,
+                        }
                 })
                 .sum::<usize>()
     }
@@ -661,32 +679,31 @@ impl Automaton {
                 out.extend_from_slice(&set.values[i]);
             }
         };
-        if let Some(packed) = &set.packed {
-            let mut at = 0;
-            while at < hay.len() {
-                let span = aho_corasick::Span {
-                    start: at,
-                    end: hay.len(),
-                };
-                let Some(m) = packed.find_in(hay, span) else {
-                    break;
-                };
-                if m.start() >= end - pos {
-                    break;
+        match set.searcher() {
+            SubstringSearcher::Packed(packed) => {
+                let mut at = 0;
+                while at < hay.len() {
+                    let span = aho_corasick::Span {
+                        start: at,
+                        end: hay.len(),
+                    };
+                    let Some(m) = packed.find_in(hay, span) else {
+                        break;
+                    };
+                    if m.start() >= end - pos {
+                        break;
+                    }
+                    report(m.pattern().as_usize(), m.start(), out);
+                    at = m.start() + 1;
                 }
-                report(m.pattern().as_usize(), m.start(), out);
-                at = m.start() + 1;
             }
-            return;
-        }
-        match &set.searcher {
-            Some(ac) => {
+            SubstringSearcher::Automaton(ac) => {
                 for m in ac.find_overlapping_iter(hay) {
                     report(m.pattern().as_usize(), m.start(), out);
                 }
             }
-            None => {
-                for (i, finder) in set.finders.iter().enumerate() {
+            SubstringSearcher::Each(finders) => {
+                for (i, finder) in finders.iter().enumerate() {
                     if let Some(start) = finder.find(hay) {
                         report(i, start, out);
                     }
@@ -702,14 +719,46 @@ impl Automaton {
     /// check: every step consumes a byte or hits a star's memo.) Returns the number of nodes.
     pub(crate) fn validate(&self, values_below: u32) -> Result<u32, &'static str> {
         let len = self.code.len();
+        if len > 0 && self.code[0] & STAR_TARGET != 0 {
+            return Err("root is a star target");
+        }
         let mut starts = vec![0u64; len.div_ceil(64)];
-        // (target, must be a star target)
-        let mut edges: Vec<(u32, bool)> = Vec::new();
+        let count = self.walk(
+            values_below,
+            |off| starts[off / 64] |= 1 << (off % 64),
+            |_, _| Ok(()),
+        )?;
+        self.walk(
+            values_below,
+            |_| {},
+            |target, star| {
+                let t = target as usize;
+                if t >= len || starts[t / 64] & (1 << (t % 64)) == 0 {
+                    return Err("edge does not lead to a node");
+                }
+                if (self.code[t] & STAR_TARGET != 0) != star {
+                    return Err("star edge and star target disagree");
+                }
+                Ok(())
+            },
+        )?;
+        Ok(count)
+    }
+
+    /// Walks the nodes in layout order, checking each one's fields; reports each node's offset
+    /// and each edge (target, is a star edge). Edges are not checked here.
+    fn walk(
+        &self,
+        values_below: u32,
+        mut on_node: impl FnMut(usize),
+        mut on_edge: impl FnMut(u32, bool) -> Result<(), &'static str>,
+    ) -> Result<u32, &'static str> {
+        let len = self.code.len();
+        let word = |at: usize| self.code.get(at).copied().ok_or("node runs past the end");
         let mut count = 0u32;
         let mut off = 0usize;
-        let word = |at: usize| self.code.get(at).copied().ok_or("node runs past the end");
         while off < len {
-            starts[off / 64] |= 1 << (off % 64);
+            on_node(off);
             count += 1;
             let header = self.code[off];
             if header & STAR_TARGET != 0 && word(off + 1)? >= self.star_slots {
@@ -734,15 +783,15 @@ impl Automaton {
                 return Err("node runs past the end");
             }
             for i in 0..v.lit_count() {
-                edges.push((self.code[v.targets + i], false));
+                on_edge(self.code[v.targets + i], false)?;
             }
             let mut at = v.rest;
             if header & HAS_STAR != 0 {
-                edges.push((word(at)?, true));
+                on_edge(word(at)?, true)?;
                 at += 1;
             }
             if header & HAS_ANY != 0 {
-                edges.push((word(at)?, false));
+                on_edge(word(at)?, false)?;
                 at += 1;
             }
             if header & HAS_CLASSES != 0 {
@@ -751,7 +800,7 @@ impl Automaton {
                     if word(at + 1 + 2 * i)? as usize >= self.classes.len() {
                         return Err("class out of range");
                     }
-                    edges.push((word(at + 2 + 2 * i)?, false));
+                    on_edge(word(at + 2 + 2 * i)?, false)?;
                 }
                 at += 1 + 2 * n;
             }
@@ -767,18 +816,6 @@ impl Automaton {
                 at += 1 + n;
             }
             off = at;
-        }
-        if len > 0 && self.code[0] & STAR_TARGET != 0 {
-            return Err("root is a star target");
-        }
-        for (target, star) in edges {
-            let t = target as usize;
-            if t >= len || starts[t / 64] & (1 << (t % 64)) == 0 {
-                return Err("edge does not lead to a node");
-            }
-            if (self.code[t] & STAR_TARGET != 0) != star {
-                return Err("star edge and star target disagree");
-            }
         }
         Ok(count)
     }

@@ -155,6 +155,14 @@ pub(crate) struct Entry {
     pub(crate) pattern_len: u32,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct SymbolEntry {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+    pub(crate) module: u32,
+}
+
 /// The compiled lookup tables of one module directory.
 #[derive(Debug, Default)]
 pub struct Resolver {
@@ -163,8 +171,9 @@ pub struct Resolver {
     pub(crate) dep_sorted: Vec<u32>,
     /// Ids of built-in modules, sorted by name.
     pub(crate) builtin_sorted: Vec<u32>,
-    /// (symbol key, module id), sorted by key then priority.
-    pub(crate) symbols: Vec<(Vec<u8>, u32)>,
+    /// `modules.symbols` sorted by key then priority; keys live in `symbol_bytes`.
+    pub(crate) symbols: Vec<SymbolEntry>,
+    pub(crate) symbol_bytes: Vec<u8>,
     /// All pattern entries in rank order: `modules.alias` first, then built-in aliases.
     pub(crate) entries: Vec<Entry>,
     pub(crate) alias_entries: u32,
@@ -256,12 +265,23 @@ impl Resolver {
             .map(|s| (s.pattern.clone(), s.priority, interner.id(&s.module)))
             .collect();
         symbols.sort();
-        r.symbols = symbols.into_iter().map(|(k, _, m)| (k, m)).collect();
+        for (key, _, module) in symbols {
+            r.symbols.push(SymbolEntry {
+                start: r.symbol_bytes.len() as u32,
+                len: key.len() as u32,
+                module,
+            });
+            r.symbol_bytes.extend_from_slice(&key);
+        }
 
         r.names = interner.names;
         r.dep_sorted = sorted_by_name(&r.names, dep_ids);
         r.builtin_sorted = sorted_by_name(&r.names, builtin_ids);
         r
+    }
+
+    fn symbol_key(&self, s: &SymbolEntry) -> &[u8] {
+        &self.symbol_bytes[s.start as usize..][..s.len as usize]
     }
 
     fn pattern_slice(&self, e: &Entry) -> &[u8] {
@@ -336,10 +356,13 @@ impl Resolver {
             }
         }
         if key.starts_with(b"symbol:") {
-            let start = self.symbols.partition_point(|(k, _)| k.as_slice() < key);
-            for (_, m) in self.symbols[start..].iter().take_while(|(k, _)| k == key) {
-                if !out.modules.contains(m) {
-                    out.modules.push(*m);
+            let start = self.symbols.partition_point(|s| self.symbol_key(s) < key);
+            for s in self.symbols[start..]
+                .iter()
+                .take_while(|s| self.symbol_key(s) == key)
+            {
+                if !out.modules.contains(&s.module) {
+                    out.modules.push(s.module);
                 }
             }
             if !out.modules.is_empty() {

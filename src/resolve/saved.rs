@@ -8,7 +8,7 @@
 //! Layout: `MAGIC`, u32 format version, u32 byte-order marker, the source stamps, then each
 //! section as a u64 element count followed by the elements.
 
-use super::{Entry, Resolver};
+use super::{Entry, Resolver, SymbolEntry};
 use crate::error::{Error, Result};
 use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp};
 use crate::matcher::automaton::ContainsSet;
@@ -17,7 +17,7 @@ use crate::matcher::{Automaton, PatternSet};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const BYTE_ORDER: u32 = 0x0102_0304;
 
 /// The file name of the saved form inside the module directory.
@@ -32,6 +32,7 @@ unsafe trait Plain: Copy + Default {}
 unsafe impl Plain for u8 {}
 unsafe impl Plain for u32 {}
 unsafe impl Plain for Entry {}
+unsafe impl Plain for SymbolEntry {}
 unsafe impl Plain for ByteSet {}
 
 fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
@@ -144,11 +145,8 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     }
     w.slice(&resolver.dep_sorted);
     w.slice(&resolver.builtin_sorted);
-    w.u32(resolver.symbols.len() as u32);
-    for (k, m) in &resolver.symbols {
-        w.slice(k);
-        w.u32(*m);
-    }
+    w.slice(&resolver.symbols);
+    w.slice(&resolver.symbol_bytes);
     w.slice(&resolver.entries);
     w.u32(resolver.alias_entries);
     w.slice(&resolver.pattern_bytes);
@@ -215,11 +213,8 @@ fn read<R: std::io::Read>(path: &Path, input: R, len: u64) -> Result<(Resolver, 
     }
     res.dep_sorted = r.vec()?;
     res.builtin_sorted = r.vec()?;
-    for _ in 0..r.u32()? {
-        let k = r.vec::<u8>()?;
-        let m = r.u32()?;
-        res.symbols.push((k, m));
-    }
+    res.symbols = r.vec()?;
+    res.symbol_bytes = r.vec()?;
     res.entries = r.vec()?;
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.vec()?;
@@ -267,8 +262,11 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
     if !ids_ok(&r.dep_sorted) || !ids_ok(&r.builtin_sorted) {
         return Err("module id out of range".into());
     }
-    if r.symbols.iter().any(|(_, m)| *m >= names) {
-        return Err("symbol module out of range".into());
+    if r.symbols
+        .iter()
+        .any(|s| s.module >= names || s.start as u64 + s.len as u64 > r.symbol_bytes.len() as u64)
+    {
+        return Err("symbol out of range".into());
     }
     let entries = r.entries.len() as u32;
     if r.alias_entries > entries {
