@@ -8,6 +8,7 @@ pub mod cli;
 pub mod error;
 pub mod index;
 pub mod matcher;
+pub mod modprobe;
 pub mod names;
 pub mod resolve;
 

@@ -4,6 +4,7 @@
 //! stderr), 2 usage error or a failure that stopped the command (unreadable module directory...).
 
 mod compile;
+mod config;
 pub mod json;
 mod resolve;
 
@@ -24,6 +25,7 @@ Usage: modaliasd COMMAND [OPTIONS]
 Commands:
   resolve   print the modules that MODALIAS strings or module names resolve to
   compile   compile modules.alias into the saved index (run after depmod)
+  config    print the effective modprobe.d configuration with each entry's file:line
 
 Run 'modaliasd COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
@@ -39,6 +41,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let result = match command.to_str() {
         Some("resolve") => resolve::run(rest),
         Some("compile") => compile::run(rest),
+        Some("config") => config::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{HELP}");
             Ok(EXIT_OK)

@@ -1,0 +1,547 @@
+//! modprobe.d configuration and the kernel command line, read as libkmod reads them.
+//!
+//! Files: every `*.conf` (and, as kmod 30 still accepts, `*.alias`) file not starting with `.` in
+//! the configuration directories, highest precedence first. A basename already seen hides the
+//! same basename further down; the surviving files are parsed in one order, sorted by basename,
+//! whatever their directory. depmod's `modules.softdep` joins that list as if it were a
+//! configuration file, and the kernel command line is read after all files (semantics.md §1).
+//!
+//! Lines: a backslash before a newline joins two lines, a backslash before anything else is
+//! dropped and the character kept; only `#` in column 0 starts a comment; tokens split on spaces
+//! and tabs; names have `-` turned into `_` outside brackets. A bad line is reported with its file
+//! and line (the last physical line of a joined one, as libkmod counts) and skipped.
+
+use std::path::{Path, PathBuf};
+
+/// The directories searched under `--root`, highest precedence first.
+pub const CONFIG_DIRS: &[&str] = &[
+    "etc/modprobe.d",
+    "run/modprobe.d",
+    "usr/local/lib/modprobe.d",
+    "usr/lib/modprobe.d",
+    "lib/modprobe.d",
+];
+
+/// Where an entry was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File { path: PathBuf, line: u32 },
+    KernelCmdline,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::KernelCmdline => f.write_str("kernel command line"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasLine {
+    /// An fnmatch pattern, normalised.
+    pub pattern: String,
+    pub module: String,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionsLine {
+    pub module: String,
+    /// As written after the module name (tabs turned into spaces, as libkmod does).
+    pub options: String,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// An fnmatch pattern for `install` and `remove`.
+    pub module: String,
+    pub command: String,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftdepLine {
+    pub module: String,
+    pub pre: Vec<String>,
+    pub post: Vec<String>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeakdepLine {
+    pub module: String,
+    pub deps: Vec<String>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlacklistLine {
+    pub module: String,
+    pub origin: Origin,
+}
+
+/// A problem that did not stop parsing: the line or file was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+/// The effective configuration, every entry in parse order with its origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The files parsed, in parse order.
+    pub files: Vec<PathBuf>,
+    pub aliases: Vec<AliasLine>,
+    pub options: Vec<OptionsLine>,
+    pub installs: Vec<CommandLine>,
+    pub removes: Vec<CommandLine>,
+    pub softdeps: Vec<SoftdepLine>,
+    pub weakdeps: Vec<WeakdepLine>,
+    pub blacklist: Vec<BlacklistLine>,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Which configuration to read.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// `--root`: the five directories are looked up under it.
+    pub root: PathBuf,
+    /// `--config PATH...` (like `modprobe -C`): files or directories replacing the five.
+    pub paths: Vec<PathBuf>,
+    /// The module directory, for its `modules.softdep`.
+    pub module_dir: Option<PathBuf>,
+    /// The kernel command line (`--cmdline FILE`, default `ROOT/proc/cmdline`); `None` reads none.
+    pub cmdline: Option<PathBuf>,
+}
+
+/// libkmod's `underscores`: `-` becomes `_` outside brackets. An unbalanced bracket is only
+/// noted by libkmod, so it is not an error here either.
+pub fn underscores(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_bracket = false;
+    for c in s.chars() {
+        match c {
+            '[' => in_bracket = true,
+            ']' => in_bracket = false,
+            '-' if !in_bracket => {
+                out.push('_');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// libkmod's `getline_wrapped`: logical lines with the number of their last physical line.
+fn logical_lines(data: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    let mut physical = 0u32;
+    let mut i = 0;
+    let mut any = false;
+    while i < data.len() {
+        let c = data[i];
+        i += 1;
+        any = true;
+        match c {
+            b'\n' => {
+                physical += 1;
+                out.push((physical, std::mem::take(&mut line)));
+                any = false;
+            }
+            b'\\' => match data.get(i) {
+                Some(b'\n') => {
+                    physical += 1;
+                    i += 1;
+                }
+                Some(&next) => {
+                    line.push(next);
+                    i += 1;
+                }
+                // A backslash at the very end: libkmod stores EOF as the byte 0xFF.
+                None => line.push(0xFF),
+            },
+            _ => line.push(c),
+        }
+    }
+    if any {
+        out.push((physical + 1, line));
+    }
+    out
+}
+
+/// Splits off the next token (spaces and tabs delimit), like `strtok_r(.., "\t ")`.
+fn next_token(rest: &mut &[u8]) -> Option<Vec<u8>> {
+    let start = rest.iter().position(|&c| c != b' ' && c != b'\t')?;
+    let s = &rest[start..];
+    let end = s.iter().position(|&c| c == b' ' || c == b'\t');
+    let token = s[..end.unwrap_or(s.len())].to_vec();
+    // strtok_r consumes the one delimiter that ends the token.
+    *rest = match end {
+        Some(e) => &s[e + 1..],
+        None => &s[s.len()..],
+    };
+    Some(token)
+}
+
+/// The remainder, like `strtok_r(NULL, "\0")`: `None` when nothing is left.
+fn remainder(rest: &[u8]) -> Option<String> {
+    (!rest.is_empty()).then(|| String::from_utf8_lossy(rest).into_owned())
+}
+
+fn name(token: Vec<u8>) -> String {
+    underscores(&String::from_utf8_lossy(&token))
+}
+
+impl Config {
+    /// Reads the configuration `sources` name. Unreadable files are warnings, as they are for
+    /// libkmod; nothing here stops the load.
+    pub fn load(sources: &ConfigSources) -> Config {
+        let mut config = Config::default();
+        let dirs: Vec<PathBuf> = if sources.paths.is_empty() {
+            CONFIG_DIRS.iter().map(|d| sources.root.join(d)).collect()
+        } else {
+            sources.paths.clone()
+        };
+        // (basename, path), kept sorted by basename; the first of a basename wins.
+        let mut files: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+        let mut insert = |base: Vec<u8>, path: PathBuf| {
+            if let Err(at) = files.binary_search_by(|(b, _)| b.cmp(&base)) {
+                files.insert(at, (base, path));
+            }
+        };
+        if let Some(dir) = &sources.module_dir {
+            insert(b"modules.softdep".to_vec(), dir.join("modules.softdep"));
+        }
+        for dir in &dirs {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                let base = dir.file_name().map(|b| b.as_encoded_bytes().to_vec());
+                insert(base.unwrap_or_default(), dir.clone());
+                continue;
+            }
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    config.warn_file(dir, format!("cannot list directory: {e}"));
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let base = entry.file_name().as_encoded_bytes().to_vec();
+                let wanted = base.first() != Some(&b'.')
+                    && (base.ends_with(b".conf") || base.ends_with(b".alias"))
+                    && base.len() >= 6;
+                if !wanted {
+                    continue;
+                }
+                let path = entry.path();
+                if path.is_dir() {
+                    config.warn_file(&path, "directories inside directories are not supported");
+                    continue;
+                }
+                insert(base, path);
+            }
+        }
+        for (_, path) in files {
+            match std::fs::read(&path) {
+                Ok(data) => {
+                    config.parse_file(&path, &data);
+                    config.files.push(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => config.warn_file(&path, format!("cannot read: {e}")),
+            }
+        }
+        if let Some(cmdline) = &sources.cmdline {
+            match std::fs::read(cmdline) {
+                Ok(data) => config.parse_cmdline(&data),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => config.warnings.push(ConfigWarning {
+                    origin: Origin::KernelCmdline,
+                    message: format!("{}: {e}", cmdline.display()),
+                }),
+            }
+        }
+        config
+    }
+
+    fn warn_file(&mut self, path: &Path, message: impl Into<String>) {
+        self.warnings.push(ConfigWarning {
+            origin: Origin::File {
+                path: path.to_owned(),
+                line: 0,
+            },
+            message: message.into(),
+        });
+    }
+
+    /// Parses one file's contents (`path` only names it in origins and warnings).
+    pub fn parse_file(&mut self, path: &Path, data: &[u8]) {
+        for (line_no, mut line) in logical_lines(data) {
+            // libkmod handles lines as C strings: a NUL byte ends the line.
+            if let Some(nul) = memchr::memchr(0, &line) {
+                line.truncate(nul);
+            }
+            let origin = Origin::File {
+                path: path.to_owned(),
+                line: line_no,
+            };
+            if line.is_empty() || line[0] == b'#' {
+                continue;
+            }
+            let mut rest = &line[..];
+            let Some(cmd) = next_token(&mut rest) else {
+                continue;
+            };
+            if !self.parse_command(&cmd, rest, &origin) {
+                self.warnings.push(ConfigWarning {
+                    origin,
+                    message: format!(
+                        "ignoring bad line starting with '{}'",
+                        String::from_utf8_lossy(&cmd)
+                    ),
+                });
+            }
+        }
+    }
+
+    /// One command; false when the line is bad.
+    fn parse_command(&mut self, cmd: &[u8], mut rest: &[u8], origin: &Origin) -> bool {
+        let origin = origin.clone();
+        match cmd {
+            b"alias" => {
+                let (Some(pattern), Some(module)) = (next_token(&mut rest), next_token(&mut rest))
+                else {
+                    return false;
+                };
+                self.aliases.push(AliasLine {
+                    pattern: name(pattern),
+                    module: name(module),
+                    origin,
+                });
+            }
+            b"blacklist" => {
+                let Some(module) = next_token(&mut rest) else {
+                    return false;
+                };
+                self.blacklist.push(BlacklistLine {
+                    module: name(module),
+                    origin,
+                });
+            }
+            b"options" | b"install" | b"remove" | b"softdep" | b"weakdep" => {
+                let Some(module) = next_token(&mut rest) else {
+                    return false;
+                };
+                let Some(text) = remainder(rest) else {
+                    return false;
+                };
+                let module = name(module);
+                match cmd {
+                    b"options" => self.options.push(OptionsLine {
+                        module,
+                        options: text.replace('\t', " "),
+                        origin,
+                    }),
+                    b"install" => self.installs.push(CommandLine {
+                        module,
+                        command: text,
+                        origin,
+                    }),
+                    b"remove" => self.removes.push(CommandLine {
+                        module,
+                        command: text,
+                        origin,
+                    }),
+                    b"softdep" => {
+                        let (pre, post) = parse_softdep(&text);
+                        self.softdeps.push(SoftdepLine {
+                            module,
+                            pre,
+                            post,
+                            origin,
+                        });
+                    }
+                    _ => self.weakdeps.push(WeakdepLine {
+                        module,
+                        deps: text.split_ascii_whitespace().map(str::to_owned).collect(),
+                        origin,
+                    }),
+                }
+            }
+            b"include" | b"config" => {
+                self.warnings.push(ConfigWarning {
+                    origin,
+                    message: format!(
+                        "command {} is deprecated and not parsed anymore",
+                        String::from_utf8_lossy(cmd)
+                    ),
+                });
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The kernel command line: `module.param=value` adds options (dashes in the module name
+    /// become underscores), `modprobe.blacklist=a,b` adds blacklist entries. Unlike kmod we
+    /// normalise dashes in blacklist entries too: kmod's `modprobe.blacklist=snd-hda-intel` fails
+    /// to block `snd_hda_intel`, which is a bug, not a behaviour to keep. Double quotes group a
+    /// value with spaces (`m.p="a b"`).
+    pub fn parse_cmdline(&mut self, data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let text = text.split('\n').next().unwrap_or("");
+        for token in split_cmdline(text) {
+            // What follows `--` is for init, not for the kernel or its modules.
+            if token == "--" {
+                break;
+            }
+            let Some(dot) = token.find('.') else { continue };
+            // A token whose `=` comes before the first `.` is not a module parameter.
+            if token.find('=').is_some_and(|eq| eq < dot) {
+                continue;
+            }
+            let (module, param) = (&token[..dot], &token[dot + 1..]);
+            if module.is_empty() || param.is_empty() {
+                continue;
+            }
+            if module == "modprobe" {
+                if let Some(list) = param.strip_prefix("blacklist=") {
+                    for m in list.split(',').filter(|m| !m.is_empty()) {
+                        self.blacklist.push(BlacklistLine {
+                            module: underscores(m),
+                            origin: Origin::KernelCmdline,
+                        });
+                    }
+                    continue;
+                }
+            }
+            self.options.push(OptionsLine {
+                module: underscores(module),
+                options: param.to_owned(),
+                origin: Origin::KernelCmdline,
+            });
+        }
+    }
+}
+
+/// Kernel command-line tokens: split on spaces, except inside double quotes.
+fn split_cmdline(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ' ' | '\t' if !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `pre: a b post: c`: words after `pre:` or `post:`; words before either are ignored, as
+/// libkmod ignores them.
+fn parse_softdep(text: &str) -> (Vec<String>, Vec<String>) {
+    let (mut pre, mut post) = (Vec::new(), Vec::new());
+    let mut mode = 0;
+    for word in text.split_ascii_whitespace() {
+        match word {
+            "pre:" => mode = 1,
+            "post:" => mode = 2,
+            w if mode == 1 => pre.push(w.to_owned()),
+            w if mode == 2 => post.push(w.to_owned()),
+            _ => {}
+        }
+    }
+    (pre, post)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        let mut c = Config::default();
+        c.parse_file(Path::new("t.conf"), text.as_bytes());
+        c
+    }
+
+    #[test]
+    fn lines_join_and_escape_like_getline_wrapped() {
+        let lines = logical_lines(b"a\\\nb\nc\\d\n\ne");
+        assert_eq!(
+            lines,
+            [
+                (2, b"ab".to_vec()),
+                (3, b"cd".to_vec()),
+                (4, b"".to_vec()),
+                (5, b"e".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn commands() {
+        let c = parse(
+            "# comment\n alias x-y[a-b] snd-hda-intel\noptions  e1000e\t a=1 \nsoftdep m pre: a b post: c\n  # indented\nblacklist\nbogus\ninstall fuse /bin/true $CMDLINE_OPTS\n",
+        );
+        assert_eq!(c.aliases[0].pattern, "x_y[a-b]");
+        assert_eq!(c.aliases[0].module, "snd_hda_intel");
+        // strtok consumes exactly the one delimiter after the module name.
+        assert_eq!(c.options[0].options, " a=1 ");
+        assert_eq!(c.softdeps[0].pre, ["a", "b"]);
+        assert_eq!(c.softdeps[0].post, ["c"]);
+        assert_eq!(c.installs[0].command, "/bin/true $CMDLINE_OPTS");
+        let bad: Vec<u32> = c
+            .warnings
+            .iter()
+            .map(|w| match w.origin {
+                Origin::File { line, .. } => line,
+                Origin::KernelCmdline => 0,
+            })
+            .collect();
+        assert_eq!(bad, [5, 6, 7]);
+    }
+
+    #[test]
+    fn kernel_command_line() {
+        let mut c = Config::default();
+        c.parse_cmdline(
+            b"root=/dev/sda1 snd-hda-intel.model=auto x.p=\"a b\" a=b.c modprobe.blacklist=snd-pcsp,floppy -- init.arg=1\n",
+        );
+        let opts: Vec<(&str, &str)> = c
+            .options
+            .iter()
+            .map(|o| (o.module.as_str(), o.options.as_str()))
+            .collect();
+        assert_eq!(opts, [("snd_hda_intel", "model=auto"), ("x", "p=\"a b\"")]);
+        let bl: Vec<&str> = c.blacklist.iter().map(|b| b.module.as_str()).collect();
+        assert_eq!(bl, ["snd_pcsp", "floppy"]);
+    }
+}
