@@ -210,3 +210,50 @@ fn fatal_errors_and_usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("Usage: modaliasd resolve"));
 }
+
+#[test]
+fn load_show_depends_prints_target_paths_once_and_exits_like_modprobe() {
+    let root = small_root();
+    let conf = root.path().join("test.conf");
+    std::fs::write(
+        &conf,
+        "options hid-generic a=1\nblacklist hid_logitech_dj\n",
+    )
+    .unwrap();
+    let load = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .args(["load", "--root"])
+            .arg(root.path())
+            .args(["--kver", KVER, "--cmdline", "none", "-C"])
+            .arg(&conf)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = load(&["--show-depends", "hid:b0003g0001v0000046Dp0000C52B", "fuse"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // hid comes once although both matches depend on it; the blacklisted match is skipped
+    // because it was reached through an alias.
+    assert_eq!(
+        stdout(&o),
+        "insmod /lib/modules/1.0-test/kernel/drivers/hid/hid.ko.xz \n\
+         insmod /lib/modules/1.0-test/kernel/drivers/hid/hid-generic.ko.xz a=1 \n\
+         builtin fuse\n"
+    );
+    let o = load(&["--show-depends", "hid-logitech-dj"]);
+    assert!(
+        stdout(&o).contains("hid-logitech-dj.ko.xz"),
+        "named directly: no blacklist"
+    );
+    let o = load(&["--show-depends", "-b", "hid-logitech-dj"]);
+    assert_eq!(stdout(&o), "", "-b applies the blacklist to names too");
+    let o = load(&["--show-depends", "no-such-module"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Module no-such-module not found"));
+    let o = load(&["e1000e"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "loading for real is not implemented yet"
+    );
+}

@@ -1,10 +1,11 @@
 //! `modaliasd config`: the effective modprobe.d configuration with the origin of each entry.
 
-use super::{EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, TreeOptions};
-use crate::modprobe::{Config, ConfigSources};
+use super::{
+    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, TreeOptions,
+};
+use crate::modprobe::Config;
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 
 fn help() -> String {
     format!(
@@ -20,11 +21,7 @@ ROOT/usr/lib/modprobe.d and ROOT/lib/modprobe.d (a basename hides the same basen
 all files are parsed in basename order), plus the module directory's modules.softdep.
 
 Options:
-{TREE_OPTIONS_HELP}  -C, --config PATH  read this file or directory instead of the five (repeatable,
-                  like modprobe -C)
-  --cmdline FILE  kernel command line to read (default ROOT/proc/cmdline); 'none' reads none.
-                  Unlike kmod, modprobe.blacklist= entries have dashes normalised too.
-  -h, --help      this help
+{TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  -h, --help      this help
 "
     )
 }
@@ -32,18 +29,19 @@ Options:
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut tree_options = TreeOptions::default();
-    let mut paths = Vec::new();
-    let mut cmdline: Option<OsString> = None;
+    let mut config_options = ConfigOptions::default();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
                 let name = name.to_owned();
                 tree_options.set(&name, &mut parser)?;
             }
-            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => {
-                paths.push(PathBuf::from(super::value(&mut parser)?))
+            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
+                .paths
+                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
+            lexopt::Arg::Long("cmdline") => {
+                config_options.cmdline = Some(super::value(&mut parser)?)
             }
-            lexopt::Arg::Long("cmdline") => cmdline = Some(super::value(&mut parser)?),
             lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
                 print!("{}", help());
                 return Ok(EXIT_OK);
@@ -51,20 +49,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let root = tree_options
-        .root
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let sources = ConfigSources {
-        module_dir: tree_options.module_dir().ok(),
-        cmdline: match cmdline {
-            Some(c) if c == "none" => None,
-            Some(c) => Some(PathBuf::from(c)),
-            None => Some(root.join("proc/cmdline")),
-        },
-        root,
-        paths,
-    };
+    let sources = config_options.sources(&tree_options);
     let config = Config::load(&sources);
     for w in &config.warnings {
         eprintln!("modaliasd: {w}");

@@ -6,6 +6,7 @@
 mod compile;
 mod config;
 pub mod json;
+mod load;
 mod resolve;
 
 use crate::index::{module_dir, running_kernel_release};
@@ -26,6 +27,7 @@ Commands:
   resolve   print the modules that MODALIAS strings or module names resolve to
   compile   compile modules.alias into the saved index (run after depmod)
   config    print the effective modprobe.d configuration with each entry's file:line
+  load      plan (--dry-run --show-depends) the loading of modules, with modprobe semantics
 
 Run 'modaliasd COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
@@ -42,6 +44,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("resolve") => resolve::run(rest),
         Some("compile") => compile::run(rest),
         Some("config") => config::run(rest),
+        Some("load") => load::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{HELP}");
             Ok(EXIT_OK)
@@ -114,6 +117,36 @@ impl TreeOptions {
             (_, true) => CachePolicy::Off,
             (Some(f), false) => CachePolicy::File(f.clone()),
             (None, false) => CachePolicy::Default,
+        }
+    }
+}
+
+/// `-C/--config` and `--cmdline`, shared by the commands that read modprobe.d.
+#[derive(Debug, Default)]
+pub(crate) struct ConfigOptions {
+    pub paths: Vec<PathBuf>,
+    pub cmdline: Option<OsString>,
+}
+
+pub(crate) const CONFIG_OPTIONS_HELP: &str =
+    "  -C, --config PATH  read this file or directory instead of the modprobe.d directories
+                  (repeatable, like modprobe -C)
+  --cmdline FILE  kernel command line to read (default ROOT/proc/cmdline); 'none' reads none.
+                  Unlike kmod, modprobe.blacklist= entries have dashes normalised too.
+";
+
+impl ConfigOptions {
+    pub fn sources(self, tree: &TreeOptions) -> crate::modprobe::ConfigSources {
+        let root = tree.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        crate::modprobe::ConfigSources {
+            module_dir: tree.module_dir().ok(),
+            cmdline: match self.cmdline {
+                Some(c) if c == "none" => None,
+                Some(c) => Some(PathBuf::from(c)),
+                None => Some(root.join("proc/cmdline")),
+            },
+            root,
+            paths: self.paths,
         }
     }
 }

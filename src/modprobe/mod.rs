@@ -2,6 +2,7 @@
 //! resolving a name (libkmod's lookup steps 1 and 4, see [`crate::resolve`]).
 
 pub mod config;
+pub mod plan;
 
 pub use config::{Config, ConfigSources, Origin};
 

@@ -1,0 +1,129 @@
+//! `modaliasd load`: modprobe's decisions for names and MODALIAS strings.
+
+use super::{
+    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_FAILURE, EXIT_INVALID_INPUT, EXIT_OK,
+    TREE_OPTIONS_HELP, TreeOptions, report_warnings,
+};
+use crate::index::ModuleTree;
+use crate::modprobe::Config;
+use crate::modprobe::plan::{BlacklistMode, Outcome, Planner};
+use crate::resolve::saved::load_or_build;
+use std::ffi::OsString;
+use std::io::Write;
+
+fn help() -> String {
+    format!(
+        "\
+Usage: modaliasd load [OPTIONS] NAME|MODALIAS...
+
+Decides what modprobe decides for each NAME or MODALIAS: the modules.dep closure, softdeps,
+install commands, options from modprobe.d and the kernel command line, built-in modules and the
+blacklist. With --dry-run --show-depends it prints what 'modprobe --show-depends' prints
+('insmod PATH OPTIONS', 'install COMMAND OPTIONS', 'builtin NAME'), each line once, with paths as
+on the target system (without the --root prefix).
+
+Inserting modules is not implemented yet: --dry-run is required.
+
+Options:
+{TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  -b, --use-blacklist  apply the blacklist to the names given too, not only to
+                  modules reached through an alias (what udev and the daemon do)
+  -o, --options \"A=1 B=2\"  extra options for the modules the names resolve to
+  --dry-run       decide, do not load
+  --show-depends  print the plan (implies --dry-run)
+  -h, --help      this help
+
+Exit status: 0 success, 1 a name resolves to nothing (\"Module X not found\", as modprobe),
+2 usage error or fatal error.
+"
+    )
+}
+
+pub fn run(args: Vec<OsString>) -> Result<i32, String> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut tree_options = TreeOptions::default();
+    let mut config_options = ConfigOptions::default();
+    let mut mode = BlacklistMode::AliasOnly;
+    let mut extra = String::new();
+    let mut dry_run = false;
+    let mut names = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
+                .paths
+                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
+            lexopt::Arg::Long("cmdline") => {
+                config_options.cmdline = Some(super::value(&mut parser)?)
+            }
+            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
+                let name = name.to_owned();
+                tree_options.set(&name, &mut parser)?;
+            }
+            lexopt::Arg::Short('b') | lexopt::Arg::Long("use-blacklist") => {
+                mode = BlacklistMode::Always
+            }
+            lexopt::Arg::Short('o') | lexopt::Arg::Long("options") => {
+                extra = super::string(&mut parser)?
+            }
+            lexopt::Arg::Long("dry-run") | lexopt::Arg::Long("show-depends") => dry_run = true,
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
+                print!("{}", help());
+                return Ok(EXIT_OK);
+            }
+            lexopt::Arg::Value(v) => names.push(
+                v.into_string()
+                    .map_err(|v| format!("{} is not valid UTF-8", v.to_string_lossy()))?,
+            ),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if names.is_empty() {
+        return Err("load: no NAME or MODALIAS given (see 'modaliasd load --help')".into());
+    }
+    if !dry_run {
+        return Err(
+            "load: inserting modules is not implemented yet; use --dry-run --show-depends".into(),
+        );
+    }
+    let dir = tree_options.module_dir()?;
+    let kver = dir
+        .file_name()
+        .map(|k| k.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (resolver, warnings, _) =
+        load_or_build(&dir, &tree_options.cache_policy()).map_err(|e| e.to_string())?;
+    report_warnings(&warnings, 20);
+    let tree = ModuleTree::load(&dir).map_err(|e| e.to_string())?;
+    let config = Config::load(&config_options.sources(&tree_options));
+    for w in &config.warnings {
+        eprintln!("modaliasd: {w}");
+    }
+    let planner = Planner::new(&tree, &resolver, &config);
+    let target_dir = format!("/lib/modules/{kver}");
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut printed = std::collections::HashSet::new();
+    let mut status = EXIT_OK;
+    for name in &names {
+        match planner.plan(name, mode, &extra) {
+            Outcome::NotFound => {
+                eprintln!(
+                    "modaliasd: Module {name} not found in directory {}",
+                    dir.display()
+                );
+                status = EXIT_INVALID_INPUT;
+            }
+            Outcome::Steps(steps) => {
+                for step in steps {
+                    if let Some(line) = step.show_depends_line(&target_dir) {
+                        if printed.insert(line.clone()) {
+                            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    let _ = EXIT_FAILURE;
+    Ok(status)
+}
