@@ -407,16 +407,19 @@ impl Config {
         let text = String::from_utf8_lossy(data);
         let text = text.split('\n').next().unwrap_or("");
         for token in split_cmdline(text) {
-            // What follows `--` is for init, not for the kernel or its modules.
-            if token == "--" {
-                break;
-            }
             let Some(dot) = token.find('.') else { continue };
-            // A token whose `=` comes before the first `.` is not a module parameter.
-            if token.find('=').is_some_and(|eq| eq < dot) {
+            let (module, param) = (&token[..dot], &token[dot + 1..]);
+            // Not a module parameter, as kmod 30 decides (checked against it): an `=` before
+            // the first `.` (`foo=bar.baz`), or a second `.` in the parameter's name
+            // (`a.b.c`, `0.0.0.0:2024`). A parameter without a value (`m.flag`) counts. Like
+            // kmod, we read on past `--`, where the kernel starts passing arguments to init.
+            if token[..dot].contains('=') {
                 continue;
             }
-            let (module, param) = (&token[..dot], &token[dot + 1..]);
+            let param_name = param.split('=').next().unwrap_or("");
+            if param_name.contains('.') {
+                continue;
+            }
             if module.is_empty() || param.is_empty() {
                 continue;
             }
@@ -533,14 +536,22 @@ mod tests {
     fn kernel_command_line() {
         let mut c = Config::default();
         c.parse_cmdline(
-            b"root=/dev/sda1 snd-hda-intel.model=auto x.p=\"a b\" a=b.c modprobe.blacklist=snd-pcsp,floppy -- init.arg=1\n",
+            b"root=/dev/sda1 snd-hda-intel.model=auto x.p=\"a b\" a=b.c m.flag modprobe.blacklist=snd-pcsp,floppy -- init.arg=1\n",
         );
         let opts: Vec<(&str, &str)> = c
             .options
             .iter()
             .map(|o| (o.module.as_str(), o.options.as_str()))
             .collect();
-        assert_eq!(opts, [("snd_hda_intel", "model=auto"), ("x", "p=\"a b\"")]);
+        assert_eq!(
+            opts,
+            [
+                ("snd_hda_intel", "model=auto"),
+                ("x", "p=\"a b\""),
+                ("m", "flag"),
+                ("init", "arg=1")
+            ]
+        );
         let bl: Vec<&str> = c.blacklist.iter().map(|b| b.module.as_str()).collect();
         assert_eq!(bl, ["snd_pcsp", "floppy"]);
     }
