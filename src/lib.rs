@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod error;
 pub mod index;
+pub mod loader;
 pub mod matcher;
 pub mod modprobe;
 pub mod names;

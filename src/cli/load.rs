@@ -1,10 +1,12 @@
 //! `modaliasd load`: modprobe's decisions for names and MODALIAS strings.
 
 use super::{
-    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_FAILURE, EXIT_INVALID_INPUT, EXIT_OK,
-    TREE_OPTIONS_HELP, TreeOptions, report_warnings,
+    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP,
+    TreeOptions, report_warnings,
 };
 use crate::index::ModuleTree;
+use crate::loader::Loader;
+use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::Config;
 use crate::modprobe::plan::{BlacklistMode, Outcome, Planner};
 use crate::resolve::saved::load_or_build;
@@ -22,7 +24,9 @@ blacklist. With --dry-run --show-depends it prints what 'modprobe --show-depends
 ('insmod PATH OPTIONS', 'install COMMAND OPTIONS', 'builtin NAME'), each line once, with paths as
 on the target system (without the --root prefix).
 
-Inserting modules is not implemented yet: --dry-run is required.
+Without --dry-run the modules are inserted (as root): finit_module, with the kernel's own
+decompressor where it has the right one, else decompressed here; independent modules in
+parallel, dependencies first, each module once. EEXIST and ENODEV are not failures.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  -b, --use-blacklist  apply the blacklist to the names given too, not only to
@@ -32,8 +36,8 @@ Options:
   --show-depends  print the plan (implies --dry-run)
   -h, --help      this help
 
-Exit status: 0 success, 1 a name resolves to nothing (\"Module X not found\", as modprobe),
-2 usage error or fatal error.
+Exit status: 0 success, 1 a name resolves to nothing (\"Module X not found\", as modprobe)
+or a module failed to load, 2 usage error or fatal error.
 "
     )
 }
@@ -79,11 +83,6 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     if names.is_empty() {
         return Err("load: no NAME or MODALIAS given (see 'modaliasd load --help')".into());
     }
-    if !dry_run {
-        return Err(
-            "load: inserting modules is not implemented yet; use --dry-run --show-depends".into(),
-        );
-    }
     let dir = tree_options.module_dir()?;
     let kver = dir
         .file_name()
@@ -103,6 +102,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = std::collections::HashSet::new();
     let mut status = EXIT_OK;
+    let mut plans = Vec::new();
     for name in &names {
         match planner.plan(name, mode, &extra) {
             Outcome::NotFound => {
@@ -112,7 +112,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 );
                 status = EXIT_INVALID_INPUT;
             }
-            Outcome::Steps(steps) => {
+            Outcome::Steps(steps) if dry_run => {
                 for step in steps {
                     if let Some(line) = step.show_depends_line(&target_dir) {
                         if printed.insert(line.clone()) {
@@ -121,9 +121,27 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     }
                 }
             }
+            Outcome::Steps(steps) => plans.push(steps),
+        }
+    }
+    if !plans.is_empty() {
+        let root = tree_options.root.clone().unwrap_or_else(|| "/".into());
+        let loader = Loader::new(LinuxKernel::new(&root), dir.clone());
+        let required: std::collections::HashSet<&str> = plans
+            .iter()
+            .flatten()
+            .filter(|s| s.required)
+            .map(|s| s.module.as_str())
+            .collect();
+        for (module, result) in loader.load_plans(&plans) {
+            if let Err(e) = result {
+                eprintln!("modaliasd: {e}");
+                if required.contains(module.as_str()) {
+                    status = EXIT_INVALID_INPUT;
+                }
+            }
         }
     }
     out.flush().map_err(|e| e.to_string())?;
-    let _ = EXIT_FAILURE;
     Ok(status)
 }

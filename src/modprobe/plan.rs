@@ -47,6 +47,10 @@ pub struct Step {
     pub options: String,
     /// A dependency or the top-level module; false for softdeps, whose failures do not count.
     pub required: bool,
+    /// Modules that must be loaded before this one: its modules.dep dependencies, its `pre:`
+    /// softdeps, and for a `post:` softdep the module it follows. (A parallel loader needs
+    /// these; the order of the steps already respects them.)
+    pub waits_for: Vec<String>,
 }
 
 /// The outcome for one name given to `load`.
@@ -149,10 +153,26 @@ impl<'a> Planner<'a> {
             if let Some((_, deps)) = self.modules.get(top.name.as_str()) {
                 required.extend(deps.iter().map(|d| crate::names::modname_from_path(d)));
             }
+            // A post softdep follows the module that names it.
+            let mut follows: HashMap<String, Vec<String>> = HashMap::new();
+            for (m, _) in &list {
+                for p in self.softdeps(&m.name).1 {
+                    follows.entry(p.name).or_default().push(m.name.clone());
+                }
+            }
             for (m, ignore_command) in list {
                 let extra = (m == top).then_some(extra_options);
                 let mut step = self.step(&m, ignore_command, extra);
                 step.required = required.contains(&m.name);
+                if let Some((_, deps)) = self.modules.get(m.name.as_str()) {
+                    step.waits_for
+                        .extend(deps.iter().map(|d| crate::names::modname_from_path(d)));
+                }
+                step.waits_for
+                    .extend(self.softdeps(&m.name).0.into_iter().map(|p| p.name));
+                step.waits_for
+                    .extend(follows.get(&m.name).into_iter().flatten().cloned());
+                step.waits_for.retain(|w| *w != m.name);
                 steps.push(step);
             }
         }
@@ -244,6 +264,7 @@ impl<'a> Planner<'a> {
             action,
             options,
             required: true,
+            waits_for: Vec::new(),
         }
     }
 
