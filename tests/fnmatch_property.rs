@@ -132,3 +132,24 @@ fn contains_patterns_agree_with_libc() {
         }
     }
 }
+
+/// The one-off `fnmatch` (with its shortcut for patterns without special bytes) is libc's.
+#[test]
+fn one_off_fnmatch_is_libc_fnmatch() {
+    let mut rng = Rng(0xF00D);
+    for _ in 0..50_000 {
+        let p = random_pattern(&mut rng);
+        let s = if rng.below(3) == 0 {
+            p.clone()
+        } else {
+            random_string(&mut rng)
+        };
+        assert_eq!(
+            modaliasd::matcher::fnmatch(&p, &s),
+            libc_fnmatch(&p, &s),
+            "{:?} {:?}",
+            show(&p),
+            show(&s)
+        );
+    }
+}

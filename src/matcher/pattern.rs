@@ -175,6 +175,18 @@ pub fn literal_prefix_len(pattern: &[u8]) -> usize {
         .unwrap_or(pattern.len())
 }
 
+/// `fnmatch(pattern, string, 0) == 0` for one-off matches (modprobe.d names): a pattern
+/// without `*`, `?`, `[` or `\` matches exactly itself, so those skip the C call and its copies.
+pub fn fnmatch(pattern: &[u8], string: &[u8]) -> bool {
+    if !pattern
+        .iter()
+        .any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'))
+    {
+        return pattern == string && !string.contains(&0);
+    }
+    libc_fnmatch(pattern, string)
+}
+
 /// libc's `fnmatch(pattern, string, 0) == 0`. Strings with a NUL byte cannot be passed to C and
 /// never match (a kernel MODALIAS cannot contain one).
 pub fn libc_fnmatch(pattern: &[u8], string: &[u8]) -> bool {

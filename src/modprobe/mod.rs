@@ -6,7 +6,7 @@ pub mod plan;
 
 pub use config::{Config, ConfigSources, Origin};
 
-use crate::matcher::libc_fnmatch;
+use crate::matcher::fnmatch;
 use crate::resolve::ConfigLookup;
 
 impl ConfigLookup for Config {
@@ -14,7 +14,7 @@ impl ConfigLookup for Config {
     fn aliases(&self, key: &[u8]) -> Vec<String> {
         self.aliases
             .iter()
-            .filter(|a| libc_fnmatch(a.pattern.as_bytes(), key))
+            .filter(|a| fnmatch(a.pattern.as_bytes(), key))
             .map(|a| a.module.clone())
             .collect()
     }

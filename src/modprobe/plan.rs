@@ -22,7 +22,7 @@
 
 use super::Config;
 use crate::index::ModuleTree;
-use crate::matcher::{Scratch, libc_fnmatch};
+use crate::matcher::{Scratch, fnmatch};
 use crate::resolve::{Resolution, Resolver, Source};
 use std::collections::HashMap;
 
@@ -78,7 +78,13 @@ pub struct Planner<'a> {
     config: &'a Config,
     modules: HashMap<&'a str, (&'a str, &'a [String])>,
     builtin: std::collections::HashSet<&'a str>,
+    /// Reused by every lookup: a fresh one would clear the matcher's whole memo each time.
+    scratch: std::cell::RefCell<(Scratch, Resolution)>,
+    /// Each module's softdeps, looked up once.
+    softdep_cache: std::cell::RefCell<HashMap<String, Softdeps>>,
 }
+
+type Softdeps = std::rc::Rc<(Vec<ModuleRef>, Vec<ModuleRef>)>;
 
 /// A module object as libkmod has one: its name and the alias it was reached by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,14 +107,17 @@ impl<'a> Planner<'a> {
             config,
             modules,
             builtin,
+            scratch: Default::default(),
+            softdep_cache: Default::default(),
         }
     }
 
     /// libkmod's lookup with the configuration: the module objects `key` names.
     fn lookup(&self, key: &[u8]) -> Option<Vec<ModuleRef>> {
-        let mut res = Resolution::default();
+        let mut guard = self.scratch.borrow_mut();
+        let (scratch, res) = &mut *guard;
         self.resolver
-            .resolve_into(key, self.config, &mut Scratch::default(), &mut res)
+            .resolve_into(key, self.config, scratch, res)
             .ok()?;
         let via_alias = matches!(
             res.source(),
@@ -156,8 +165,11 @@ impl<'a> Planner<'a> {
             // A post softdep follows the module that names it.
             let mut follows: HashMap<String, Vec<String>> = HashMap::new();
             for (m, _) in &list {
-                for p in self.softdeps(&m.name).1 {
-                    follows.entry(p.name).or_default().push(m.name.clone());
+                for p in &self.softdeps(&m.name).1 {
+                    follows
+                        .entry(p.name.clone())
+                        .or_default()
+                        .push(m.name.clone());
                 }
             }
             for (m, ignore_command) in list {
@@ -169,7 +181,7 @@ impl<'a> Planner<'a> {
                         .extend(deps.iter().map(|d| crate::names::modname_from_path(d)));
                 }
                 step.waits_for
-                    .extend(self.softdeps(&m.name).0.into_iter().map(|p| p.name));
+                    .extend(self.softdeps(&m.name).0.iter().map(|p| p.name.clone()));
                 step.waits_for
                     .extend(follows.get(&m.name).into_iter().flatten().cloned());
                 step.waits_for.retain(|w| *w != m.name);
@@ -209,34 +221,45 @@ impl<'a> Planner<'a> {
         visited: &mut std::collections::HashSet<ModuleRef>,
         list: &mut Vec<(ModuleRef, bool)>,
     ) {
-        let (pre, post) = self.softdeps(&m.name);
-        for p in &pre {
+        let deps = self.softdeps(&m.name);
+        let (pre, post) = &*deps;
+        for p in pre {
             self.probe_list(p, visited, list);
         }
         list.push((m.clone(), !pre.is_empty() || !post.is_empty()));
-        for p in &post {
+        for p in post {
             self.probe_list(p, visited, list);
         }
     }
 
     /// The first `softdep` line matching `name` (fnmatch), its targets looked up.
-    fn softdeps(&self, name: &str) -> (Vec<ModuleRef>, Vec<ModuleRef>) {
-        let Some(line) = self
+    fn softdeps(&self, name: &str) -> Softdeps {
+        if let Some(cached) = self.softdep_cache.borrow().get(name) {
+            return cached.clone();
+        }
+        let found = match self
             .config
             .softdeps
             .iter()
-            .find(|s| libc_fnmatch(s.module.as_bytes(), name.as_bytes()))
-        else {
-            return (Vec::new(), Vec::new());
+            .find(|s| fnmatch(s.module.as_bytes(), name.as_bytes()))
+        {
+            None => (Vec::new(), Vec::new()),
+            Some(line) => {
+                let resolve = |names: &[String]| -> Vec<ModuleRef> {
+                    names
+                        .iter()
+                        .filter_map(|n| self.lookup(n.as_bytes()))
+                        .flatten()
+                        .collect()
+                };
+                (resolve(&line.pre), resolve(&line.post))
+            }
         };
-        let resolve = |names: &[String]| -> Vec<ModuleRef> {
-            names
-                .iter()
-                .filter_map(|n| self.lookup(n.as_bytes()))
-                .flatten()
-                .collect()
-        };
-        (resolve(&line.pre), resolve(&line.post))
+        let found = std::rc::Rc::new(found);
+        self.softdep_cache
+            .borrow_mut()
+            .insert(name.to_owned(), found.clone());
+        found
     }
 
     fn step(&self, m: &ModuleRef, ignore_command: bool, extra: Option<&str>) -> Step {
@@ -245,7 +268,7 @@ impl<'a> Planner<'a> {
             .config
             .installs
             .iter()
-            .find(|c| libc_fnmatch(c.module.as_bytes(), m.name.as_bytes()));
+            .find(|c| fnmatch(c.module.as_bytes(), m.name.as_bytes()));
         let action = match (command, ignore_command) {
             (Some(c), false) => Action::Install {
                 command: c.command.clone(),
