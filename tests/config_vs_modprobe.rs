@@ -163,3 +163,38 @@ fn effective_configuration_matches_modprobe_c() {
     assert!(theirs_bad.len() >= 6, "{theirs_bad:?}");
     assert_eq!(ours_bad, theirs_bad);
 }
+
+/// Binary garbage and an unreadable entry disturb nothing else: the good lines around them
+/// still count, and nothing panics.
+#[test]
+fn garbage_configuration_is_survived() {
+    let tmp = TempDir::new("garbage");
+    let mut rng = support::Rng(0x6A7B);
+    let garbage: Vec<u8> = (0..64 * 1024).map(|_| rng.next() as u8).collect();
+    write(tmp.path(), "00-garbage.conf", &garbage);
+    write(
+        tmp.path(),
+        "10-good.conf",
+        b"options good a=1\nblacklist bad\n",
+    );
+    std::fs::create_dir_all(tmp.path().join("20-dir.conf")).unwrap();
+    let config = modaliasd::modprobe::Config::load(&modaliasd::modprobe::ConfigSources {
+        root: "/".into(),
+        paths: vec![tmp.path().to_owned()],
+        module_dir: None,
+        cmdline: None,
+    });
+    assert!(
+        config
+            .options
+            .iter()
+            .any(|o| o.module == "good" && o.options == "a=1")
+    );
+    assert!(config.blacklist.iter().any(|b| b.module == "bad"));
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("directories inside"))
+    );
+}

@@ -269,3 +269,41 @@ fn corrupt_and_truncated_modules_are_clear_errors() {
     }
     assert!(l.kernel.log().is_empty());
 }
+
+#[test]
+fn modules_dep_paths_that_leave_the_module_directory_are_refused() {
+    let root = TempDir::new("escape");
+    let dir = root.path().join("lib/modules/9.9");
+    std::fs::create_dir_all(dir.join("kernel")).unwrap();
+    std::fs::write(
+        dir.join("modules.dep"),
+        "kernel/ok.ko:\n../../../../etc/evil.ko:\n/etc/abs.ko:\nkernel/../../up.ko:\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("modules.alias"), "alias dev:evil evil\n").unwrap();
+    std::fs::write(dir.join("kernel/ok.ko"), b"\x7fELF fake").unwrap();
+    let tree = ModuleTree::load(&dir).unwrap();
+    let resolver = Resolver::build(&tree);
+    let config = Config::default();
+    let planner = Planner::new(&tree, &resolver, &config);
+    for name in ["evil", "dev:evil", "abs", "up"] {
+        let Outcome::Steps(steps) = planner.plan(name, BlacklistMode::Always, "") else {
+            panic!("{name} resolves");
+        };
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            steps[0].action,
+            modaliasd::modprobe::plan::Action::Missing,
+            "{name}"
+        );
+        assert_eq!(steps[0].show_depends_line("/lib/modules/9.9"), None);
+        let l = Loader::new(FakeKernel::new(), dir.clone());
+        assert!(l.insert(&steps[0]).is_err());
+        assert!(l.kernel.log().is_empty(), "{name} reached the kernel");
+    }
+    let Outcome::Steps(ok) = planner.plan("ok", BlacklistMode::Always, "") else {
+        panic!("ok resolves");
+    };
+    let l = Loader::new(FakeKernel::new(), dir.clone());
+    assert_eq!(l.insert(&ok[0]), Ok(Loaded::Inserted));
+}

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insertion {
     pub module: String,
+    /// The file given to `finit_module` (read back from `/proc/self/fd`); `None` for an image
+    /// given to `init_module`.
+    pub path: Option<std::path::PathBuf>,
     pub options: String,
     pub flags: u32,
     /// Came through `init_module` with an image decompressed in user space.
@@ -93,6 +96,7 @@ impl FakeKernel {
     fn insert(
         &self,
         module: &str,
+        path: Option<std::path::PathBuf>,
         options: &CStr,
         flags: u32,
         user: bool,
@@ -120,6 +124,7 @@ impl FakeKernel {
         };
         s.log.push(Insertion {
             module: module.to_owned(),
+            path,
             options: options.to_string_lossy().into_owned(),
             flags,
             user_decompressed: user,
@@ -142,11 +147,20 @@ impl Kernel for FakeKernel {
         use std::io::Read;
         let mut head = [0u8; 4];
         let elf = (&*file).read_exact(&mut head).is_ok() && &head == b"\x7fELF";
-        self.insert(module, options, flags, false, elf)
+        use std::os::fd::AsRawFd;
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+        self.insert(module, path, options, flags, false, elf)
     }
 
     fn init_module(&self, module: &str, image: &[u8], options: &CStr) -> Result<(), Errno> {
-        self.insert(module, options, 0, true, image.starts_with(b"\x7fELF"))
+        self.insert(
+            module,
+            None,
+            options,
+            0,
+            true,
+            image.starts_with(b"\x7fELF"),
+        )
     }
 
     fn module_state(&self, name: &str) -> ModuleState {
