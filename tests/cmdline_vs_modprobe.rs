@@ -17,7 +17,7 @@ use support::{TempDir, kernel_tree};
 const CMDLINE: &str = "BOOT_IMAGE=/vmlinuz root=UUID=1234 ro quiet snd-hda-intel.model=test \
     e1000e.debug=3 e1000e.copybreak=0 x.p=\"a b c\" m.flag foo=bar.baz a.b.c g.h=i.j \
     --addr 0.0.0.0:2024 k.l-m n-o.p \
-    modprobe.blacklist=pcspkr,snd-pcsp,floppy -- init.x=1\n";
+    modprobe.blacklist=pcspkr,snd-pcsp,floppy -- init.x=1 z.q=\"unterminated c.d=2\n";
 
 const NAMES: &[&str] = &["snd-hda-intel", "e1000e", "platform:pcspkr", "pcspkr", "x"];
 

@@ -462,7 +462,8 @@ fn split_cmdline(text: &str) -> Vec<String> {
             _ => cur.push(c),
         }
     }
-    if !cur.is_empty() {
+    // An unterminated quote: kmod drops the token it opened (checked against kmod 30).
+    if !cur.is_empty() && !quoted {
         out.push(cur);
     }
     out
