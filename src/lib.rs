@@ -12,5 +12,7 @@ pub mod matcher;
 pub mod modprobe;
 pub mod names;
 pub mod resolve;
+pub mod rules;
+pub mod uevent;
 
 pub use error::{Error, Result};
