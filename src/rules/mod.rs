@@ -232,7 +232,7 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
             break;
         }
         let key_end = rest
-            .find(|c: char| matches!(c, '=' | '!' | '+' | ':' | ' ' | '\t'))
+            .find(['=', '!', '+', ':', ' ', '\t'])
             .ok_or_else(|| format!("'{rest}' has no operator"))?;
         let key = &rest[..key_end];
         rest = rest[key_end..].trim_start();

@@ -28,6 +28,9 @@ pub struct Stats {
 }
 
 /// One `recv`'s outcome.
+// The event is large (its variables sit in a fixed array) on purpose: receiving and parsing a
+// message must not allocate, so it stays on the stack rather than in a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Received<'a> {
     /// A kernel event, with the raw message it was parsed from.
     Event(Event<'a>, &'a [u8]),
