@@ -5,6 +5,7 @@
 //! libkmod's lookup order) and the resulting modules are loaded.
 
 pub mod cli;
+pub mod daemon;
 pub mod error;
 pub mod index;
 pub mod loader;

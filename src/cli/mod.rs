@@ -3,11 +3,15 @@
 //! Exit codes, for every subcommand: 0 success, 1 some inputs were invalid (each reported on
 //! stderr), 2 usage error or a failure that stopped the command (unreadable module directory...).
 
+mod coldplug;
 mod compile;
 mod config;
 pub mod json;
 mod load;
+mod record;
+mod replay;
 mod resolve;
+mod run;
 
 use crate::index::{module_dir, running_kernel_release};
 use crate::resolve::saved::CachePolicy;
@@ -27,7 +31,11 @@ Commands:
   resolve   print the modules that MODALIAS strings or module names resolve to
   compile   compile modules.alias into the saved index (run after depmod)
   config    print the effective modprobe.d configuration with each entry's file:line
-  load      plan (--dry-run --show-depends) the loading of modules, with modprobe semantics
+  load      load modules (or print their plan) with modprobe semantics
+  run       the daemon: load drivers for kernel uevents as devices appear
+  coldplug  load drivers for the devices present now, then exit
+  record    write the kernel's uevents to a file (or - for standard output)
+  replay    feed a recording through the daemon's pipeline (--dry-run: print what it would do)
 
 Run 'modaliasd COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
@@ -45,6 +53,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("compile") => compile::run(rest),
         Some("config") => config::run(rest),
         Some("load") => load::run(rest),
+        Some("run") => run::run(rest),
+        Some("coldplug") => coldplug::run(rest),
+        Some("record") => record::run(rest),
+        Some("replay") => replay::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{HELP}");
             Ok(EXIT_OK)
@@ -148,6 +160,55 @@ impl ConfigOptions {
             root,
             paths: self.paths,
         }
+    }
+}
+
+/// Everything the event-handling commands need, loaded once.
+pub(crate) struct Setup {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+    pub kver: String,
+    pub tree: crate::index::ModuleTree,
+    pub resolver: crate::resolve::Resolver,
+    pub config: crate::modprobe::Config,
+    pub rules: crate::rules::Rules,
+}
+
+impl Setup {
+    pub fn load(tree: &TreeOptions, config: ConfigOptions) -> Result<Setup, String> {
+        let root = tree.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let dir = tree.module_dir()?;
+        let kver = dir
+            .file_name()
+            .map(|k| k.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (resolver, warnings, _) =
+            crate::resolve::saved::load_or_build(&dir, &tree.cache_policy())
+                .map_err(|e| e.to_string())?;
+        report_warnings(&warnings, 20);
+        let module_tree = crate::index::ModuleTree::load(&dir).map_err(|e| e.to_string())?;
+        let config = crate::modprobe::Config::load(&config.sources(tree));
+        for w in &config.warnings {
+            eprintln!("modaliasd: {w}");
+        }
+        let rules = crate::rules::Rules::load(&root);
+        for e in &rules.errors {
+            eprintln!("modaliasd: {e}");
+        }
+        Ok(Setup {
+            root,
+            dir,
+            kver,
+            tree: module_tree,
+            resolver,
+            config,
+            rules,
+        })
+    }
+
+    /// The module directory as it is on the target system, for printed plans.
+    pub fn target_dir(&self) -> String {
+        format!("/lib/modules/{}", self.kver)
     }
 }
 

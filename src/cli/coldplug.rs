@@ -1,0 +1,132 @@
+//! `modaliasd coldplug --scan`: drivers for the devices present now.
+
+use super::{
+    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
+    TreeOptions, record::number,
+};
+use crate::daemon::{DryRun, Processor, Work, spawn_program, sysfs};
+use crate::loader::Loader;
+use crate::loader::kernel::LinuxKernel;
+use crate::modprobe::plan::Planner;
+use crate::uevent::Event;
+use crate::uevent::netlink::{DEFAULT_RECEIVE_BUFFER, GROUP_KERNEL, Listener, Received};
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+fn help() -> String {
+    format!(
+        "\
+Usage: modaliasd coldplug --scan [OPTIONS]
+
+Loads the drivers for every device present now, then exits: reads every
+ROOT/sys/devices/**/modalias (no events are triggered), plans all devices at once and loads the
+modules in parallel. Devices that appear because a driver was loaded (USB devices behind a new
+host controller, disks behind a storage driver) are then handled from their uevents until no
+event has come for the quiet period, at most until --timeout.
+
+Options:
+{TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --scan          read sysfs instead of triggering events (required: triggering is not
+                  implemented yet)
+  --dry-run       print what would be done, load nothing (no quiet period)
+  --quiet-ms MS   quiet period after loading (default 500)
+  --timeout SECONDS  give up waiting for new devices after this long (default 30)
+  -h, --help      this help
+"
+    )
+}
+
+pub fn run(args: Vec<OsString>) -> Result<i32, String> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut tree_options = TreeOptions::default();
+    let mut config_options = ConfigOptions::default();
+    let mut dry_run = false;
+    let mut scan = false;
+    let mut quiet = Duration::from_millis(500);
+    let mut timeout = Duration::from_secs(30);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
+                let name = name.to_owned();
+                tree_options.set(&name, &mut parser)?;
+            }
+            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
+                .paths
+                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
+            lexopt::Arg::Long("cmdline") => {
+                config_options.cmdline = Some(super::value(&mut parser)?)
+            }
+            lexopt::Arg::Long("scan") => scan = true,
+            lexopt::Arg::Long("dry-run") => dry_run = true,
+            lexopt::Arg::Long("quiet-ms") => quiet = Duration::from_millis(number(&mut parser)?),
+            lexopt::Arg::Long("timeout") => timeout = Duration::from_secs(number(&mut parser)?),
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
+                print!("{}", help());
+                return Ok(EXIT_OK);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if !scan {
+        return Err("coldplug: triggering events is not implemented yet; use --scan".into());
+    }
+    let started = Instant::now();
+    // Listen first: devices that appear while the drivers load must not be missed.
+    let mut listener = if dry_run {
+        None
+    } else {
+        Some(
+            Listener::open(GROUP_KERNEL, DEFAULT_RECEIVE_BUFFER)
+                .map_err(|e| format!("netlink socket: {e}"))?,
+        )
+    };
+    let setup = Setup::load(&tree_options, config_options)?;
+    let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
+    let mut processor = Processor::new(&planner, &setup.rules);
+    let mut all = Work::default();
+    for message in sysfs::scan(&setup.root) {
+        if let Ok(event) = Event::parse(&message) {
+            let work = processor.handle(&event);
+            all.plans.extend(work.plans);
+            all.programs.extend(work.programs);
+        }
+    }
+    if dry_run {
+        let stdout = std::io::stdout();
+        let mut printer = DryRun::new(std::io::BufWriter::new(stdout.lock()), setup.target_dir());
+        printer.print(&all).map_err(|e| e.to_string())?;
+        printer.flush().map_err(|e| e.to_string())?;
+        return Ok(EXIT_OK);
+    }
+    let loader = Loader::new(LinuxKernel::new(&setup.root), setup.dir.clone());
+    let mut failures = 0;
+    let load = |work: &Work, failures: &mut u32| {
+        for program in &work.programs {
+            spawn_program(program);
+        }
+        for (_, r) in loader.load_plans(&work.plans) {
+            if let Err(e) = r {
+                eprintln!("modaliasd: {e}");
+                *failures += 1;
+            }
+        }
+    };
+    load(&all, &mut failures);
+    // New devices behind freshly loaded drivers: handle their events until things are quiet.
+    if let Some(listener) = listener.as_mut() {
+        while started.elapsed() < timeout {
+            let left = timeout.saturating_sub(started.elapsed()).min(quiet);
+            if !listener.wait(Some(left)).map_err(|e| e.to_string())? {
+                break;
+            }
+            if let Received::Event(event, _) = listener.recv().map_err(|e| e.to_string())? {
+                let work = processor.handle(&event);
+                load(&work, &mut failures);
+            }
+        }
+    }
+    Ok(if failures > 0 {
+        EXIT_INVALID_INPUT
+    } else {
+        EXIT_OK
+    })
+}

@@ -1,0 +1,157 @@
+//! `modaliasd run`: the daemon.
+
+use super::{
+    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, TreeOptions,
+    record::number,
+};
+use crate::daemon::{DryRun, Processor, Work, spawn_program, sysfs};
+use crate::loader::Loader;
+use crate::loader::kernel::LinuxKernel;
+use crate::modprobe::plan::Planner;
+use crate::uevent::Event;
+use crate::uevent::netlink::{DEFAULT_RECEIVE_BUFFER, GROUP_KERNEL, Listener, Received};
+use std::ffi::OsString;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+fn help() -> String {
+    format!(
+        "\
+Usage: modaliasd run [OPTIONS]
+
+Listens for the kernel's uevents (netlink group 1; messages from anyone but the kernel are
+refused and counted) and loads the drivers the rules ask for: on 'add' events with a MODALIAS,
+and udev's fixed special cases (see rules.d/80-drivers.rules). Events are handled in order; the
+loading runs in a pool of threads, so a hung driver probe never stops the listener. When the
+receive buffer overflows, sysfs is rescanned so that no device is missed.
+
+Options:
+{TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
+  --coldplug      first load the drivers for the devices present now (sysfs scan)
+  --receive-buffer BYTES  socket receive buffer (default 128 MiB)
+  --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
+  -h, --help      this help
+"
+    )
+}
+
+pub fn run(args: Vec<OsString>) -> Result<i32, String> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut tree_options = TreeOptions::default();
+    let mut config_options = ConfigOptions::default();
+    let mut dry_run = false;
+    let mut coldplug = false;
+    let mut buffer = DEFAULT_RECEIVE_BUFFER;
+    let mut idle = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
+                let name = name.to_owned();
+                tree_options.set(&name, &mut parser)?;
+            }
+            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
+                .paths
+                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
+            lexopt::Arg::Long("cmdline") => {
+                config_options.cmdline = Some(super::value(&mut parser)?)
+            }
+            lexopt::Arg::Long("dry-run") => dry_run = true,
+            lexopt::Arg::Long("coldplug") => coldplug = true,
+            lexopt::Arg::Long("receive-buffer") => buffer = number(&mut parser)? as usize,
+            lexopt::Arg::Long("idle-exit") => {
+                idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
+            }
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
+                print!("{}", help());
+                return Ok(EXIT_OK);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    // Listen before anything else, so that no event is missed while setting up.
+    let mut listener =
+        Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
+    let setup = Setup::load(&tree_options, config_options)?;
+    let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
+    let mut processor = Processor::new(&planner, &setup.rules);
+    let stdout = std::io::stdout();
+    let mut printer = DryRun::new(std::io::BufWriter::new(stdout.lock()), setup.target_dir());
+    let loader = Loader::new(LinuxKernel::new(&setup.root), setup.dir.clone());
+    let (to_pool, from_listener) = mpsc::channel::<Work>();
+    let from_listener = Mutex::new(from_listener);
+    let result = std::thread::scope(|scope| -> Result<(), String> {
+        // Loading pool: a few threads, each carrying out one event's plans at a time (the
+        // loader itself parallelises inside a batch and inserts each module once).
+        if !dry_run {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    loop {
+                        let work = match from_listener.lock().unwrap().recv() {
+                            Ok(w) => w,
+                            Err(_) => return,
+                        };
+                        for program in &work.programs {
+                            spawn_program(program);
+                        }
+                        for (_, r) in loader.load_plans(&work.plans) {
+                            if let Err(e) = r {
+                                eprintln!("modaliasd: {e}");
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        let mut deliver = |work: Work| -> Result<(), String> {
+            if work.is_empty() {
+                return Ok(());
+            }
+            if dry_run {
+                printer.print(&work).map_err(|e| e.to_string())?;
+                printer.flush().map_err(|e| e.to_string())
+            } else {
+                to_pool.send(work).map_err(|e| e.to_string())
+            }
+        };
+        let rescan = |processor: &mut Processor,
+                      deliver: &mut dyn FnMut(Work) -> Result<(), String>| {
+            for message in sysfs::scan(&setup.root) {
+                if let Ok(event) = Event::parse(&message) {
+                    deliver(processor.handle(&event))?;
+                }
+            }
+            Ok::<(), String>(())
+        };
+        if coldplug {
+            rescan(&mut processor, &mut deliver)?;
+        }
+        eprintln!("modaliasd: listening");
+        loop {
+            if !listener.wait(idle).map_err(|e| e.to_string())? {
+                break;
+            }
+            match listener.recv().map_err(|e| e.to_string())? {
+                Received::Event(event, _) => {
+                    let work = processor.handle(&event);
+                    deliver(work)?;
+                }
+                Received::Overflow => {
+                    eprintln!(
+                        "modaliasd: receive buffer overflowed, events lost: rescanning sysfs"
+                    );
+                    rescan(&mut processor, &mut deliver)?;
+                }
+                Received::Rejected(_) => {}
+            }
+        }
+        drop(to_pool);
+        Ok(())
+    });
+    result?;
+    let s = listener.stats;
+    eprintln!(
+        "modaliasd: {} messages, {} events handled, {} refused (not from the kernel), {} malformed, {} overflows",
+        s.received, processor.stats.events, s.not_from_kernel, s.malformed, s.overflows
+    );
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,171 @@
+//! From events to work: rules decide what an event asks for, the planner turns it into load
+//! plans, and either the loader carries them out or, in a dry run, they are printed.
+//!
+//! The same [`Processor`] serves the netlink daemon (`run`), `coldplug` and `replay`, so a
+//! recording replayed with `--dry-run` shows exactly what the daemon would have done.
+//!
+//! De-duplication: a MODALIAS string seen before is not planned again (devices of one kind
+//! often come in dozens: CPUs, USB interfaces, memory blocks). Modules shared by several plans
+//! are inserted once by the loader, which also makes later requests for a module wait for an
+//! insertion still under way; the dry-run printer prints each line once.
+
+pub mod sysfs;
+
+use crate::modprobe::plan::{BlacklistMode, Outcome, Planner, Step};
+use crate::rules::{Request, Rules};
+use crate::uevent::Event;
+use std::collections::HashSet;
+
+/// A program a rule asked to run, with the event's variables as its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub command: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// What one event leads to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Work {
+    pub plans: Vec<Vec<Step>>,
+    pub programs: Vec<Program>,
+    /// Names and modaliases that resolved to nothing (normal for most devices).
+    pub unresolved: Vec<String>,
+}
+
+impl Work {
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty() && self.programs.is_empty()
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    pub modaliases: u64,
+    pub duplicate_modaliases: u64,
+}
+
+pub struct Processor<'p> {
+    planner: &'p Planner<'p>,
+    rules: &'p Rules,
+    seen: HashSet<Vec<u8>>,
+    pub stats: Stats,
+}
+
+impl<'p> Processor<'p> {
+    pub fn new(planner: &'p Planner<'p>, rules: &'p Rules) -> Processor<'p> {
+        Processor {
+            planner,
+            rules,
+            seen: HashSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The work `event` asks for. The blacklist always applies, as it does for udev.
+    pub fn handle(&mut self, event: &Event) -> Work {
+        self.stats.events += 1;
+        let mut work = Work::default();
+        for request in self.rules.apply(event) {
+            match request {
+                Request::Load(names) if names.is_empty() => {
+                    let Some(modalias) = event.modalias() else {
+                        continue;
+                    };
+                    self.stats.modaliases += 1;
+                    if !self.seen.insert(modalias.to_vec()) {
+                        self.stats.duplicate_modaliases += 1;
+                        continue;
+                    }
+                    self.plan(&String::from_utf8_lossy(modalias), &mut work);
+                }
+                Request::Load(names) => {
+                    for name in names {
+                        self.plan(&name, &mut work);
+                    }
+                }
+                Request::Run(command) => work.programs.push(Program {
+                    command,
+                    env: event
+                        .vars()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(k).into_owned(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            )
+                        })
+                        .collect(),
+                }),
+            }
+        }
+        work
+    }
+
+    fn plan(&self, key: &str, work: &mut Work) {
+        match self.planner.plan(key, BlacklistMode::Always, "") {
+            Outcome::Steps(steps) if !steps.is_empty() => work.plans.push(steps),
+            Outcome::Steps(_) => {}
+            Outcome::NotFound => work.unresolved.push(key.to_owned()),
+        }
+    }
+}
+
+/// Prints work as `modprobe --show-depends` would, each line once, and programs as
+/// `run COMMAND`.
+pub struct DryRun<W: std::io::Write> {
+    out: W,
+    printed: HashSet<String>,
+    module_dir: String,
+}
+
+impl<W: std::io::Write> DryRun<W> {
+    /// `module_dir` is the module directory on the target system (`/lib/modules/KVER`).
+    pub fn new(out: W, module_dir: String) -> DryRun<W> {
+        DryRun {
+            out,
+            printed: HashSet::new(),
+            module_dir,
+        }
+    }
+
+    pub fn print(&mut self, work: &Work) -> std::io::Result<()> {
+        for step in work.plans.iter().flatten() {
+            if let Some(line) = step.show_depends_line(&self.module_dir) {
+                if self.printed.insert(line.clone()) {
+                    writeln!(self.out, "{line}")?;
+                }
+            }
+        }
+        for program in &work.programs {
+            writeln!(self.out, "run {}", program.command)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Runs a rule's program under `/bin/sh -c` with the event in its environment, without waiting
+/// for it (a thread reaps it and logs a failure).
+pub fn spawn_program(program: &Program) {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", &program.command]);
+    for (k, v) in &program.env {
+        cmd.env(k, v);
+    }
+    match cmd.spawn() {
+        Ok(mut child) => {
+            let command = program.command.clone();
+            std::thread::spawn(move || match child.wait() {
+                Ok(status) if !status.success() => {
+                    eprintln!("modaliasd: '{command}' failed ({status})")
+                }
+                Err(e) => eprintln!("modaliasd: '{command}': {e}"),
+                _ => {}
+            });
+        }
+        Err(e) => eprintln!("modaliasd: cannot run '{}': {e}", program.command),
+    }
+}

@@ -1,0 +1,388 @@
+//! The daemon's pipeline: replay of a real recorded coldplug against modprobe, and the netlink
+//! daemon on real kernel events injected inside a private network namespace (semantics.md §5),
+//! including a user-space impostor and a storm that overflows the receive buffer.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use support::{TempDir, kernel_tree};
+
+fn modaliasd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+}
+
+fn example_recording() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coldplug.rec")
+}
+
+/// Distinct lines in order, module paths without the root prefix.
+fn distinct(text: &[u8], prefix: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|l| l.replacen(prefix, " /lib/modules/", 1))
+        .filter(|l| seen.insert(l.clone()))
+        .collect()
+}
+
+#[test]
+fn replaying_a_recorded_coldplug_plans_what_modprobe_would() {
+    let kernel = kernel_tree("6.12");
+    let out = modaliasd()
+        .args([
+            "replay",
+            "--dry-run",
+            "--as-fast-as-possible",
+            "--cmdline",
+            "none",
+            "-C",
+            "/dev/null",
+            "--root",
+        ])
+        .arg(&kernel.root)
+        .args(["--kver", &kernel.kver])
+        .arg(example_recording())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What udev's rule does: modprobe -b for every add event's MODALIAS, each line once.
+    let text = std::fs::read_to_string(example_recording()).unwrap();
+    let prefix = format!(" {}/lib/modules/", kernel.root.display());
+    let mut expected_raw = Vec::new();
+    let mut modaliases = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if !fields[1].starts_with("add@") {
+            continue;
+        }
+        if let Some(m) = fields.iter().find_map(|f| f.strip_prefix("MODALIAS=")) {
+            modaliases.push(m.to_owned());
+            let o = Command::new("modprobe")
+                .arg("-d")
+                .arg(&kernel.root)
+                .args([
+                    "-S",
+                    &kernel.kver,
+                    "-C",
+                    "/dev/null",
+                    "-b",
+                    "--show-depends",
+                    m,
+                ])
+                .output()
+                .unwrap();
+            expected_raw.extend_from_slice(&o.stdout);
+        }
+    }
+    assert!(
+        modaliases.len() >= 20,
+        "the recording has {} modaliases",
+        modaliases.len()
+    );
+    let expected = distinct(&expected_raw, &prefix);
+    assert!(expected.len() >= 10);
+    assert_eq!(distinct(&out.stdout, &prefix), expected);
+}
+
+#[test]
+fn broken_recording_lines_are_reported_and_the_rest_replayed() {
+    let kernel = kernel_tree("6.12");
+    let tmp = TempDir::new("replay");
+    let rec = tmp.path().join("broken.rec");
+    let mut f = std::fs::File::create(&rec).unwrap();
+    writeln!(f, "# modaliasd recording 1").unwrap();
+    writeln!(f, "1.0 add@/devices/a ACTION=add MODALIAS=pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00").unwrap();
+    writeln!(f, "garbage").unwrap();
+    writeln!(f, "2.0 bogus@/devices/b MODALIAS=x").unwrap();
+    writeln!(f, "3.0 add@/devices/c ACTION=add MODALIAS=\\xzz").unwrap();
+    writeln!(
+        f,
+        "4.0 add@/devices/d ACTION=add MODALIAS=hid:b0003g0001v0000046Dp0000C52B"
+    )
+    .unwrap();
+    drop(f);
+    let out = modaliasd()
+        .args([
+            "replay",
+            "--dry-run",
+            "--speed",
+            "1000",
+            "--cmdline",
+            "none",
+            "-C",
+            "/dev/null",
+            "--root",
+        ])
+        .arg(&kernel.root)
+        .args(["--kver", &kernel.kver])
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in [3, 4, 5] {
+        assert!(
+            err.contains(&format!("line {n}:")),
+            "line {n} not reported: {err}"
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("e1000e.ko.xz") && text.contains("hid-logitech-dj.ko.xz"),
+        "{text}"
+    );
+}
+
+/// Sends a kernel-format message for the kernel to deliver to group 1 of this network
+/// namespace (a netlink header of type >= 16 with NLM_F_REQUEST, to port 0).
+fn inject(sock: libc::c_int, payload: &[u8]) {
+    let mut msg = Vec::with_capacity(16 + payload.len());
+    msg.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&20u16.to_ne_bytes());
+    msg.extend_from_slice(&1u16.to_ne_bytes());
+    msg.extend_from_slice(&[0u8; 8]);
+    msg.extend_from_slice(payload);
+    send(sock, &msg, 0);
+}
+
+fn send(sock: libc::c_int, msg: &[u8], groups: u32) {
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = groups;
+    let n = unsafe {
+        libc::sendto(
+            sock,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    assert_eq!(
+        n,
+        msg.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn uevent_socket() -> libc::c_int {
+    let s = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 15) };
+    assert!(s >= 0);
+    s
+}
+
+fn event(devpath: &str, modalias: &str) -> Vec<u8> {
+    format!("add@{devpath}\0ACTION=add\0DEVPATH={devpath}\0SUBSYSTEM=pci\0MODALIAS={modalias}\0")
+        .into_bytes()
+}
+
+/// Runs the test named `name` again in a new network namespace, where the part guarded by
+/// `in_namespace()` does the work.
+fn in_new_netns(name: &str) {
+    let out = Command::new("unshare")
+        .arg("-n")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env("MODALIASD_IN_NETNS", "1")
+        .output()
+        .expect("run unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "inside unshare -n (needs root):\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The inner run must really have run this one test, not matched nothing and passed.
+    assert!(
+        stdout.contains("1 passed"),
+        "the test did not run inside: {stdout}"
+    );
+}
+
+fn in_namespace() -> bool {
+    std::env::var_os("MODALIASD_IN_NETNS").is_some()
+}
+
+/// Starts `run --dry-run` and returns once it says it is listening.
+fn start_daemon(root: &Path, kver: &str, extra: &[&str]) -> std::process::Child {
+    let mut child = modaliasd()
+        .args([
+            "run",
+            "--dry-run",
+            "--idle-exit",
+            "2",
+            "--cmdline",
+            "none",
+            "-C",
+            "/dev/null",
+            "--root",
+        ])
+        .arg(root)
+        .args(["--kver", kver])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        use std::io::BufRead;
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "daemon exited before listening"
+        );
+        if line.contains("listening") {
+            break;
+        }
+    }
+    // Keep draining stderr so the daemon never blocks on it; hand it back through a thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        use std::io::Read;
+        let _ = reader.read_to_string(&mut rest);
+        let _ = tx.send(rest);
+    });
+    STDERR.with(|s| *s.borrow_mut() = Some(rx));
+    child
+}
+
+thread_local! {
+    static STDERR: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn daemon_stderr() -> String {
+    STDERR.with(|s| s.borrow_mut().take().unwrap().recv().unwrap_or_default())
+}
+
+#[test]
+fn kernel_events_are_handled_and_impostors_refused() {
+    if !in_namespace() {
+        return in_new_netns("kernel_events_are_handled_and_impostors_refused");
+    }
+    let kernel = kernel_tree("6.12");
+    let child = start_daemon(&kernel.root, &kernel.kver, &[]);
+    let sock = uevent_socket();
+    inject(
+        sock,
+        &event(
+            "/devices/pci0000:00/0000:00:19.0",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+        ),
+    );
+    inject(
+        sock,
+        &event(
+            "/devices/pci0000:00/0000:00:19.1",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+        ),
+    );
+    inject(sock, &b"remove@/devices/x\0ACTION=remove\0DEVPATH=/devices/x\0MODALIAS=pci:v000010ECd00008168sv0sd0bc02sc00i00\0"[..]);
+    inject(
+        sock,
+        &event(
+            "/devices/usb1/1-1/1-1:1.2/0003:046D:C52B.0003",
+            "hid:b0003g0001v0000046Dp0000C52B",
+        ),
+    );
+    // A root process multicasting to group 1 itself: the daemon must not believe it.
+    send(
+        sock,
+        &event(
+            "/devices/evil",
+            "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00",
+        ),
+        1,
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = daemon_stderr();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/e1000e.ko.xz"), "{text}");
+    assert!(
+        text.contains("/hid-logitech-dj.ko.xz") && text.contains("/hid-generic.ko.xz"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("r8169"),
+        "remove events load nothing: {text}"
+    );
+    assert!(
+        !text.contains("usb-storage") && !text.contains("uas"),
+        "impostor obeyed: {text}"
+    );
+    assert_eq!(text.matches("/e1000e.ko.xz").count(), 1, "each module once");
+    assert!(err.contains("1 refused"), "{err}");
+}
+
+#[test]
+fn an_overflowing_storm_is_recovered_by_rescanning_sysfs() {
+    if !in_namespace() {
+        return in_new_netns("an_overflowing_storm_is_recovered_by_rescanning_sysfs");
+    }
+    // A fake root: the real 6.12 module directory and a sysfs with 40 devices.
+    let kernel = kernel_tree("6.12");
+    let root = TempDir::new("storm");
+    let modules = root.path().join("lib/modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::os::unix::fs::symlink(kernel.module_dir(), modules.join(&kernel.kver)).unwrap();
+    let tree = modaliasd::index::ModuleTree::load(&kernel.module_dir()).unwrap();
+    let mut expected_modules = std::collections::BTreeSet::new();
+    for (i, alias) in tree
+        .aliases
+        .iter()
+        .filter(|a| a.pattern.starts_with(b"pci:v0000") && !a.pattern.contains(&b'['))
+        .step_by(97)
+        .take(40)
+        .enumerate()
+    {
+        let dev = root
+            .path()
+            .join(format!("sys/devices/pci0000:00/0000:00:{i:02x}.0"));
+        std::fs::create_dir_all(&dev).unwrap();
+        let concrete: Vec<u8> = alias
+            .pattern
+            .iter()
+            .map(|&c| if c == b'*' { b'0' } else { c })
+            .collect();
+        std::fs::write(dev.join("modalias"), [&concrete[..], b"\n"].concat()).unwrap();
+        expected_modules.insert(alias.module.clone());
+    }
+    let child = start_daemon(root.path(), &kernel.kver, &["--receive-buffer", "4096"]);
+    let sock = uevent_socket();
+    for i in 0..100_000 {
+        inject(
+            sock,
+            &event(&format!("/devices/storm/{i}"), "storm:nothing"),
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = daemon_stderr();
+    assert!(err.contains("overflowed"), "no overflow happened: {err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let printed: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter_map(|p| p.rsplit('/').next())
+        .map(|f| modaliasd::names::modname_from_path(f))
+        .collect();
+    let missing: Vec<&String> = expected_modules
+        .iter()
+        .filter(|m| !printed.contains(*m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "modules of present devices missing after the storm: {missing:?}"
+    );
+}
