@@ -375,7 +375,7 @@ fn an_overflowing_storm_is_recovered_by_rescanning_sysfs() {
         .lines()
         .filter_map(|l| l.split(' ').nth(1))
         .filter_map(|p| p.rsplit('/').next())
-        .map(|f| modaliasd::names::modname_from_path(f))
+        .map(modaliasd::names::modname_from_path)
         .collect();
     let missing: Vec<&String> = expected_modules
         .iter()
