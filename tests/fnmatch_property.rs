@@ -153,3 +153,23 @@ fn one_off_fnmatch_is_libc_fnmatch() {
         );
     }
 }
+
+/// The compiled single pattern (`Glob`, used by the rules) is libc's fnmatch too.
+#[test]
+fn glob_is_libc_fnmatch() {
+    let mut rng = Rng(0x6_10B);
+    for _ in 0..20_000 {
+        let p = random_pattern(&mut rng);
+        let glob = modaliasd::matcher::Glob::new(&p);
+        for _ in 0..10 {
+            let s = random_string(&mut rng);
+            assert_eq!(
+                glob.matches(&s),
+                libc_fnmatch(&p, &s),
+                "{:?} {:?}",
+                show(&p),
+                show(&s)
+            );
+        }
+    }
+}

@@ -91,7 +91,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let (resolver, warnings, _) =
         load_or_build(&dir, &tree_options.cache_policy()).map_err(|e| e.to_string())?;
     report_warnings(&warnings, 20);
-    let tree = ModuleTree::load(&dir).map_err(|e| e.to_string())?;
+    let tree = ModuleTree::load_modules(&dir).map_err(|e| e.to_string())?;
     let config = Config::load(&config_options.sources(&tree_options));
     for w in &config.warnings {
         eprintln!("modaliasd: {w}");

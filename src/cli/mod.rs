@@ -186,7 +186,8 @@ impl Setup {
             crate::resolve::saved::load_or_build(&dir, &tree.cache_policy())
                 .map_err(|e| e.to_string())?;
         report_warnings(&warnings, 20);
-        let module_tree = crate::index::ModuleTree::load(&dir).map_err(|e| e.to_string())?;
+        let module_tree =
+            crate::index::ModuleTree::load_modules(&dir).map_err(|e| e.to_string())?;
         let config = crate::modprobe::Config::load(&config.sources(tree));
         for w in &config.warnings {
             eprintln!("modaliasd: {w}");

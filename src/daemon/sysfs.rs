@@ -9,50 +9,144 @@
 use std::path::Path;
 
 /// The kernel-format `add` messages for every device with a non-empty `modalias` under
-/// `ROOT/sys/devices`. Symbolic links are not followed, so the walk ends.
+/// `ROOT/sys/devices`. Symbolic links are not followed, so the walk ends. Subtrees are walked
+/// by several threads (a boot has cores to spare and sysfs lookups dominate); the result is in
+/// the same depth-first order as a single walk.
 pub fn scan(root: &Path) -> Vec<Vec<u8>> {
     let sys = root.join("sys");
+    // Split breadth-first until there are enough subtrees to share out, keeping the devices met
+    // on the way (they come before their subtrees in depth-first order).
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let mut frontier = vec![sys.join("devices")];
+    let mut head: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    for _ in 0..4 {
+        if frontier.len() >= threads * 4 {
+            break;
+        }
+        let mut next = Vec::new();
+        for dir in &frontier {
+            let (message, children) = visit(&sys, dir);
+            if let Some(m) = message {
+                head.push((dir.clone(), m));
+            }
+            next.extend(children);
+        }
+        frontier = next;
+    }
+    let chunks: Vec<Vec<Vec<u8>>> = std::thread::scope(|scope| {
+        let shares: Vec<_> = frontier
+            .chunks(frontier.len().div_ceil(threads).max(1))
+            .map(|share| {
+                let sys = &sys;
+                scope.spawn(move || share.iter().map(|d| walk(sys, d)).collect::<Vec<_>>())
+            })
+            .collect();
+        shares
+            .into_iter()
+            .flat_map(|h| h.join().expect("sysfs walker"))
+            .collect()
+    });
+    // Depth-first order: each head device, then the subtrees below it, in path order.
+    let mut out: Vec<(std::path::PathBuf, Vec<u8>)> = head;
+    for (dir, messages) in frontier.into_iter().zip(chunks) {
+        for m in messages {
+            out.push((dir.clone(), m));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, m)| m).collect()
+}
+
+/// Depth-first walk of one subtree, parents before children.
+fn walk(sys: &Path, top: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut stack = vec![sys.join("devices")];
+    let mut stack = vec![top.to_owned()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut children = Vec::new();
-        let mut modalias = None;
-        for e in entries.flatten() {
-            let name = e.file_name();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => children.push(e.path()),
-                Ok(t) if t.is_file() && name == "modalias" => {
-                    modalias = std::fs::read(e.path()).ok();
-                }
-                _ => {}
-            }
-        }
-        if let Some(mut alias) = modalias {
-            while alias.last().is_some_and(|c| *c == b'\n' || *c == 0) {
-                alias.pop();
-            }
-            if !alias.is_empty() && !alias.contains(&0) {
-                let devpath = dir.strip_prefix(&sys).unwrap_or(&dir);
-                let devpath = format!("/{}", devpath.to_string_lossy());
-                let subsystem = std::fs::read_link(dir.join("subsystem"))
-                    .ok()
-                    .and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned()));
-                let mut msg =
-                    format!("add@{devpath}\0ACTION=add\0DEVPATH={devpath}\0").into_bytes();
-                if let Some(s) = subsystem {
-                    msg.extend_from_slice(format!("SUBSYSTEM={s}\0").as_bytes());
-                }
-                msg.extend_from_slice(b"MODALIAS=");
-                msg.extend_from_slice(&alias);
-                msg.push(0);
-                out.push(msg);
-            }
-        }
-        children.sort();
+        let (message, children) = visit(sys, &dir);
+        out.extend(message);
         stack.extend(children.into_iter().rev());
     }
     out
+}
+
+/// One directory: its device's message, if it has a modalias, and its subdirectories (sorted).
+fn visit(sys: &Path, dir: &Path) -> (Option<Vec<u8>>, Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (None, Vec::new());
+    };
+    let mut children = Vec::new();
+    let mut modalias = None;
+    for e in entries.flatten() {
+        // d_type from the directory listing: no stat, and a path only where needed.
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
+            children.push(e.path());
+        } else if kind.is_file() && e.file_name() == "modalias" {
+            modalias = std::fs::read(e.path()).ok();
+        }
+    }
+    children.sort();
+    let message = modalias.and_then(|mut alias| {
+        while alias.last().is_some_and(|c| *c == b'\n' || *c == 0) {
+            alias.pop();
+        }
+        if alias.is_empty() || alias.contains(&0) {
+            return None;
+        }
+        let devpath = dir.strip_prefix(sys).unwrap_or(dir);
+        let devpath = format!("/{}", devpath.to_string_lossy());
+        let subsystem = std::fs::read_link(dir.join("subsystem"))
+            .ok()
+            .and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned()));
+        let mut msg = format!("add@{devpath}\0ACTION=add\0DEVPATH={devpath}\0").into_bytes();
+        if let Some(s) = subsystem {
+            msg.extend_from_slice(format!("SUBSYSTEM={s}\0").as_bytes());
+        }
+        msg.extend_from_slice(b"MODALIAS=");
+        msg.extend_from_slice(&alias);
+        msg.push(0);
+        Some(msg)
+    });
+    (message, children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_come_before_children_in_tree_order() {
+        let root = std::env::temp_dir().join(format!("modaliasd-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let devices = [
+            "pci0000:00",
+            "pci0000:00/0000:00:14.0",
+            "pci0000:00/0000:00:14.0/usb1/1-1",
+            "pci0000:00/0000:00:1f.0",
+            "platform/serial8250",
+            "system/cpu/cpu0",
+            "system/cpu/cpu1",
+        ];
+        for (i, d) in devices.iter().enumerate() {
+            let dir = root.join("sys/devices").join(d);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("modalias"), format!("dev:{i}\n")).unwrap();
+            std::fs::write(dir.join("uevent"), "").unwrap();
+        }
+        // A directory without a modalias and an empty modalias give nothing.
+        std::fs::create_dir_all(root.join("sys/devices/virtual/net/lo")).unwrap();
+        std::fs::write(root.join("sys/devices/virtual/net/lo/modalias"), "\n").unwrap();
+        let got: Vec<String> = scan(&root)
+            .iter()
+            .map(|m| {
+                let e = crate::uevent::Event::parse(m).unwrap();
+                String::from_utf8_lossy(e.modalias().unwrap()).into_owned()
+            })
+            .collect();
+        let want: Vec<String> = (0..devices.len()).map(|i| format!("dev:{i}")).collect();
+        assert_eq!(got, want);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

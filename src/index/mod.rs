@@ -141,6 +141,19 @@ impl ModuleTree {
         Ok(tree)
     }
 
+    /// Only what load plans need: `modules.dep` and `modules.builtin` (or their `.bin`). The
+    /// daemon keeps this for its lifetime, so it skips the alias tables (the saved index has
+    /// them compiled) and their several megabytes.
+    pub fn load_modules(dir: &Path) -> Result<ModuleTree> {
+        let mut tree = ModuleTree {
+            dir: dir.to_owned(),
+            ..Default::default()
+        };
+        tree.load_dep()?;
+        tree.load_builtin()?;
+        Ok(tree)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

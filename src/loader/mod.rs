@@ -235,7 +235,7 @@ impl<K: Kernel> Loader<K> {
                 steps.len() - 1
             });
         }
-        let waits: Vec<Vec<usize>> = steps
+        let mut waits: Vec<Vec<usize>> = steps
             .iter()
             .map(|s| {
                 s.waits_for
@@ -244,10 +244,27 @@ impl<K: Kernel> Loader<K> {
                     .collect()
             })
             .collect();
+        for w in &mut waits {
+            w.sort_unstable();
+            w.dedup();
+        }
+        // Who waits for whom, and how many waits each step still has: picking a ready step is
+        // then constant time, not a scan of every step.
+        let mut dependents = vec![Vec::new(); steps.len()];
+        for (i, w) in waits.iter().enumerate() {
+            for &d in w {
+                dependents[d].push(i);
+            }
+        }
+        let pending: Vec<usize> = waits.iter().map(Vec::len).collect();
+        let ready = (0..steps.len()).filter(|&i| pending[i] == 0).collect();
         let graph = Graph {
             state: Mutex::new(GraphState {
                 results: vec![None; steps.len()],
                 taken: vec![false; steps.len()],
+                untaken: steps.len(),
+                pending,
+                ready,
                 running: Vec::new(),
                 workers: 0,
                 idle: 0,
@@ -258,7 +275,7 @@ impl<K: Kernel> Loader<K> {
             let spawn = |scope| {
                 graph.state.lock().unwrap().workers += 1;
                 std::thread::Builder::new()
-                    .spawn_scoped(scope, || self.work(&graph, &steps, &waits))
+                    .spawn_scoped(scope, || self.work(&graph, &steps, &waits, &dependents))
                     .expect("spawn loader thread");
             };
             for _ in 0..self.threads.max(1).min(steps.len().max(1)) {
@@ -277,7 +294,7 @@ impl<K: Kernel> Loader<K> {
                     .iter()
                     .filter(|(_, since)| since.elapsed() >= self.slow)
                     .count();
-                let waiting = state.taken.iter().filter(|t| !**t).count();
+                let waiting = state.untaken;
                 let can_grow = state.workers < self.threads.max(1) * 4;
                 let all_busy = state.idle == 0;
                 drop(state);
@@ -294,40 +311,36 @@ impl<K: Kernel> Loader<K> {
             .collect()
     }
 
-    fn work(&self, graph: &Graph, steps: &[&Step], waits: &[Vec<usize>]) {
+    fn work(
+        &self,
+        graph: &Graph,
+        steps: &[&Step],
+        waits: &[Vec<usize>],
+        dependents: &[Vec<usize>],
+    ) {
         loop {
             let mut state = graph.state.lock().unwrap();
             let next = loop {
-                if state.taken.iter().all(|t| *t) {
+                if state.untaken == 0 {
                     return;
                 }
-                let ready = (0..steps.len()).find(|&i| {
-                    !state.taken[i] && waits[i].iter().all(|&w| state.results[w].is_some())
-                });
-                match ready {
-                    Some(i) => break i,
-                    None if state.running.is_empty() => {
-                        // Nothing ready and nothing running: the remaining steps wait on each
-                        // other (a softdep loop). Break it where the fewest waits are unmet.
-                        let i = (0..steps.len())
-                            .filter(|&i| !state.taken[i])
-                            .min_by_key(|&i| {
-                                waits[i]
-                                    .iter()
-                                    .filter(|&&w| state.results[w].is_none())
-                                    .count()
-                            })
-                            .unwrap();
-                        break i;
-                    }
-                    None => {
-                        state.idle += 1;
-                        state = graph.changed.wait(state).unwrap();
-                        state.idle -= 1;
-                    }
+                if let Some(i) = state.ready.pop_front() {
+                    break i;
                 }
+                if state.running.is_empty() {
+                    // Nothing ready and nothing running: the remaining steps wait on each
+                    // other (a softdep loop). Break it where the fewest waits are unmet.
+                    break (0..steps.len())
+                        .filter(|&i| !state.taken[i])
+                        .min_by_key(|&i| state.pending[i])
+                        .unwrap();
+                }
+                state.idle += 1;
+                state = graph.changed.wait(state).unwrap();
+                state.idle -= 1;
             };
             state.taken[next] = true;
+            state.untaken -= 1;
             let failed_dependency = waits[next].iter().find_map(|&w| match &state.results[w] {
                 Some(Err(e)) if steps[w].required && steps[next].required => Some(e.module.clone()),
                 _ => None,
@@ -346,6 +359,12 @@ impl<K: Kernel> Loader<K> {
             let mut state = graph.state.lock().unwrap();
             state.running.retain(|(i, _)| *i != next);
             state.results[next] = Some(result);
+            for &d in &dependents[next] {
+                state.pending[d] -= 1;
+                if state.pending[d] == 0 && !state.taken[d] {
+                    state.ready.push_back(d);
+                }
+            }
             drop(state);
             graph.changed.notify_all();
         }
@@ -355,6 +374,10 @@ impl<K: Kernel> Loader<K> {
 struct GraphState {
     results: Vec<Option<Outcome>>,
     taken: Vec<bool>,
+    untaken: usize,
+    /// Waits not yet finished, per step.
+    pending: Vec<usize>,
+    ready: std::collections::VecDeque<usize>,
     running: Vec<(usize, Instant)>,
     workers: usize,
     idle: usize,

@@ -19,7 +19,7 @@ pub mod automaton;
 pub mod pattern;
 
 pub use automaton::{Automaton, Scratch};
-pub use pattern::{fnmatch, libc_fnmatch};
+pub use pattern::{Glob, fnmatch, libc_fnmatch};
 
 /// A compiled table of patterns, each carrying a caller-chosen `u32` value.
 #[derive(Clone, Debug, Default)]

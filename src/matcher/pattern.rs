@@ -175,6 +175,65 @@ pub fn literal_prefix_len(pattern: &[u8]) -> usize {
         .unwrap_or(pattern.len())
 }
 
+/// One fnmatch pattern compiled for repeated use without allocating: regular patterns match
+/// on their tokens, the rest through libc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Glob {
+    Tokens(Vec<Token>),
+    Irregular(Vec<u8>),
+}
+
+impl Glob {
+    pub fn new(pattern: &[u8]) -> Glob {
+        match parse(pattern) {
+            Parsed::Tokens(t) => Glob::Tokens(t),
+            Parsed::Irregular => Glob::Irregular(pattern.to_vec()),
+        }
+    }
+
+    pub fn matches(&self, s: &[u8]) -> bool {
+        match self {
+            Glob::Tokens(t) => match_tokens(t, s),
+            Glob::Irregular(p) => libc_fnmatch(p, s),
+        }
+    }
+}
+
+/// Greedy matching with backtracking to the last `*` only: a later star can always absorb what
+/// an earlier one would have, so remembering one star is enough (linear in practice).
+fn match_tokens(t: &[Token], s: &[u8]) -> bool {
+    let (mut ti, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if let Some(tok) = t.get(ti) {
+            let step = match *tok {
+                Token::Star => {
+                    star = Some((ti, si));
+                    ti += 1;
+                    continue;
+                }
+                Token::Any => true,
+                Token::Literal(b) => b == s[si],
+                Token::Class(set) => set.contains(s[si]),
+            };
+            if step {
+                ti += 1;
+                si += 1;
+                continue;
+            }
+        }
+        match star {
+            Some((st, ss)) => {
+                ti = st + 1;
+                si = ss + 1;
+                star = Some((st, ss + 1));
+            }
+            None => return false,
+        }
+    }
+    t[ti..].iter().all(|tok| *tok == Token::Star)
+}
+
 /// `fnmatch(pattern, string, 0) == 0` for one-off matches (modprobe.d names): a pattern
 /// without `*`, `?`, `[` or `\` matches exactly itself, so those skip the C call and its copies.
 pub fn fnmatch(pattern: &[u8], string: &[u8]) -> bool {

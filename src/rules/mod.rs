@@ -20,7 +20,7 @@
 //! `ROOT/usr/lib/modaliasd/rules.d`; a basename hides the same basename further down; all files
 //! are read in basename order. With no file at all, the shipped `80-drivers.rules` applies.
 
-use crate::matcher::fnmatch;
+use crate::matcher::Glob;
 use crate::uevent::Event;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ enum Field {
 struct Match {
     field: Field,
     negate: bool,
-    alternatives: Vec<String>,
+    alternatives: Vec<Glob>,
 }
 
 /// What a rule asks for.
@@ -208,10 +208,7 @@ impl Match {
             Field::Driver => event.get(b"DRIVER").unwrap_or(b""),
             Field::Env(key) => event.get(key.as_bytes()).unwrap_or(b""),
         };
-        let hit = self
-            .alternatives
-            .iter()
-            .any(|alt| fnmatch(alt.as_bytes(), value));
+        let hit = self.alternatives.iter().any(|alt| alt.matches(value));
         hit != self.negate
     }
 }
@@ -264,7 +261,7 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
             (Some(field), "==" | "!=", _, _) => rule.matches.push(Match {
                 field,
                 negate: op == "!=",
-                alternatives: value.split('|').map(str::to_owned).collect(),
+                alternatives: value.split('|').map(|a| Glob::new(a.as_bytes())).collect(),
             }),
             (None, "+=" | "=", "RUN", Some("builtin")) => {
                 let mut words = value.split_ascii_whitespace();

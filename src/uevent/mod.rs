@@ -83,13 +83,20 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// One uevent, borrowing from the message it was parsed from.
+/// Messages longer than this are refused (the kernel's are at most about 2 KiB), so that
+/// variable positions fit in 16 bits.
+pub const MAX_MESSAGE: usize = u16::MAX as usize;
+
+/// One uevent, borrowing from the message it was parsed from. Variables are kept as positions
+/// into the message (key start, `=`, value end), 6 bytes each, so that parsing initialises
+/// less than a kilobyte and never allocates.
 #[derive(Clone, Copy)]
 pub struct Event<'a> {
     pub action: Action,
     pub devpath: &'a [u8],
     pub seqnum: Option<u64>,
-    vars: [(&'a [u8], &'a [u8]); MAX_VARS],
+    msg: &'a [u8],
+    vars: [(u16, u16, u16); MAX_VARS],
     len: usize,
 }
 
@@ -111,12 +118,15 @@ impl std::fmt::Debug for Event<'_> {
 impl<'a> Event<'a> {
     /// Parses a kernel-format message (`ACTION@DEVPATH\0KEY=VALUE\0...`).
     pub fn parse(msg: &'a [u8]) -> Result<Event<'a>, ParseError> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(ParseError::TooManyVariables);
+        }
         let msg = msg.strip_suffix(b"\0").unwrap_or(msg);
         if msg.is_empty() {
             return Err(ParseError::Empty);
         }
-        let mut parts = msg.split(|&c| c == 0);
-        let header = parts.next().ok_or(ParseError::Empty)?;
+        let header_end = memchr::memchr(0, msg).unwrap_or(msg.len());
+        let header = &msg[..header_end];
         let at = memchr::memchr(b'@', header).ok_or(ParseError::BadHeader)?;
         let (action, devpath) = (&header[..at], &header[at + 1..]);
         if action.is_empty() || devpath.is_empty() {
@@ -127,50 +137,27 @@ impl<'a> Event<'a> {
             action,
             devpath,
             seqnum: None,
-            vars: [(&[][..], &[][..]); MAX_VARS],
+            msg,
+            vars: [(0, 0, 0); MAX_VARS],
             len: 0,
         };
-        for part in parts {
-            event.push(part)?;
+        let mut start = header_end + 1;
+        while start <= msg.len() && header_end < msg.len() {
+            let end = memchr::memchr(0, &msg[start..]).map_or(msg.len(), |e| start + e);
+            let part = &msg[start..end];
+            let eq = memchr::memchr(b'=', part).ok_or(ParseError::BadVariable)?;
+            if eq == 0 {
+                return Err(ParseError::BadVariable);
+            }
+            if event.len == MAX_VARS {
+                return Err(ParseError::TooManyVariables);
+            }
+            event.vars[event.len] = (start as u16, (start + eq) as u16, end as u16);
+            event.len += 1;
+            start = end + 1;
         }
         event.check()?;
         Ok(event)
-    }
-
-    /// Builds an event from its parts (recordings, sysfs scans); `vars` are `KEY=VALUE`.
-    pub fn from_parts(
-        action: Action,
-        devpath: &'a [u8],
-        vars: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<Event<'a>, ParseError> {
-        if devpath.is_empty() {
-            return Err(ParseError::BadHeader);
-        }
-        let mut event = Event {
-            action,
-            devpath,
-            seqnum: None,
-            vars: [(&[][..], &[][..]); MAX_VARS],
-            len: 0,
-        };
-        for v in vars {
-            event.push(v)?;
-        }
-        event.check()?;
-        Ok(event)
-    }
-
-    fn push(&mut self, part: &'a [u8]) -> Result<(), ParseError> {
-        let eq = memchr::memchr(b'=', part).ok_or(ParseError::BadVariable)?;
-        if eq == 0 {
-            return Err(ParseError::BadVariable);
-        }
-        if self.len == MAX_VARS {
-            return Err(ParseError::TooManyVariables);
-        }
-        self.vars[self.len] = (&part[..eq], &part[eq + 1..]);
-        self.len += 1;
-        Ok(())
     }
 
     fn check(&mut self) -> Result<(), ParseError> {
@@ -191,16 +178,25 @@ impl<'a> Event<'a> {
         Ok(())
     }
 
+    fn var(&self, i: usize) -> (&'a [u8], &'a [u8]) {
+        let (start, eq, end) = self.vars[i];
+        let msg: &'a [u8] = self.msg;
+        (
+            &msg[start as usize..eq as usize],
+            &msg[eq as usize + 1..end as usize],
+        )
+    }
+
     /// The value of `key`, the first if it appears twice.
     pub fn get(&self, key: &[u8]) -> Option<&'a [u8]> {
-        self.vars[..self.len]
-            .iter()
+        (0..self.len)
+            .map(|i| self.var(i))
             .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v)
     }
 
     pub fn vars(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
-        self.vars[..self.len].iter().copied()
+        (0..self.len).map(|i| self.var(i))
     }
 
     pub fn modalias(&self) -> Option<&'a [u8]> {
