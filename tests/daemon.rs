@@ -214,21 +214,30 @@ fn in_namespace() -> bool {
 
 /// Starts `run --dry-run` and returns once it says it is listening.
 fn start_daemon(root: &Path, kver: &str, extra: &[&str]) -> std::process::Child {
+    start_daemon_with(
+        root,
+        kver,
+        &["--idle-exit", "2", "-C", "/dev/null"],
+        extra,
+        &[],
+    )
+}
+
+fn start_daemon_with(
+    root: &Path,
+    kver: &str,
+    options: &[&str],
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Child {
     let mut child = modaliasd()
-        .args([
-            "run",
-            "--dry-run",
-            "--idle-exit",
-            "2",
-            "--cmdline",
-            "none",
-            "-C",
-            "/dev/null",
-            "--root",
-        ])
+        .args(["run", "--dry-run", "--cmdline", "none"])
+        .args(options)
+        .arg("--root")
         .arg(root)
         .args(["--kver", kver])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -384,5 +393,103 @@ fn an_overflowing_storm_is_recovered_by_rescanning_sysfs() {
     assert!(
         missing.is_empty(),
         "modules of present devices missing after the storm: {missing:?}"
+    );
+}
+
+#[test]
+fn readiness_reload_and_stop_follow_the_signals() {
+    if !in_namespace() {
+        return in_new_netns("readiness_reload_and_stop_follow_the_signals");
+    }
+    let kernel = kernel_tree("6.12");
+    let root = TempDir::new("signals");
+    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
+    std::os::unix::fs::symlink(
+        kernel.module_dir(),
+        root.path().join("lib/modules").join(&kernel.kver),
+    )
+    .unwrap();
+    let conf = root.path().join("modprobe.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("t.conf"), "").unwrap();
+    let notify_path = root.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let next_notice = || {
+        let mut buf = [0u8; 256];
+        let n = notify
+            .recv(&mut buf)
+            .expect("a notification from the daemon");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let conf_arg = conf.to_str().unwrap().to_owned();
+    let mut child = start_daemon_with(
+        root.path(),
+        &kernel.kver,
+        &["-C", &conf_arg],
+        &[],
+        &[("NOTIFY_SOCKET", notify_path.as_os_str())],
+    );
+    assert_eq!(next_notice(), "READY=1");
+    assert!(root.path().join("run/modaliasd/coldplug-done").exists());
+    let settle = modaliasd()
+        .args(["settle", "--timeout", "1", "--root"])
+        .arg(root.path())
+        .status()
+        .unwrap();
+    assert!(settle.success());
+
+    let sock = uevent_socket();
+    inject(
+        sock,
+        &event(
+            "/devices/pci0000:00/0000:00:19.0",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+        ),
+    );
+    // Blacklist igb, then reload.
+    std::fs::write(conf.join("t.conf"), "blacklist igb\n").unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    assert_eq!(next_notice(), "RELOADING=1");
+    assert_eq!(next_notice(), "READY=1");
+    inject(
+        sock,
+        &event(
+            "/devices/pci0000:00/0000:00:1a.0",
+            "pci:v00008086d000010D6sv00008086sd0000A03Cbc02sc00i00",
+        ),
+    );
+    inject(
+        sock,
+        &event(
+            "/devices/usb1/1-1/1-1:1.2/0003:046D:C52B.0003",
+            "hid:b0003g0001v0000046Dp0000C52B",
+        ),
+    );
+    // Give the daemon a moment to take the events, then stop it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let err = daemon_stderr();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0: {err}");
+    assert!(err.contains("reloaded"), "{err}");
+    assert!(out.contains("/e1000e.ko.xz"), "{out}");
+    assert!(
+        out.contains("/hid-logitech-dj.ko.xz"),
+        "events after the reload are handled: {out}"
+    );
+    assert!(
+        !out.contains("/igb.ko.xz"),
+        "the blacklist read on SIGHUP applies: {out}"
     );
 }

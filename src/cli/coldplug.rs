@@ -4,7 +4,7 @@ use super::{
     CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
     TreeOptions, record::number,
 };
-use crate::daemon::{DryRun, Processor, Work, spawn_program, sysfs};
+use crate::daemon::{DryRun, Processor, Work, mark_settled, spawn_program, sysfs};
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::plan::Planner;
@@ -124,6 +124,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
         }
     }
+    mark_settled(&setup.root, true);
     Ok(if failures > 0 {
         EXIT_INVALID_INPUT
     } else {

@@ -12,6 +12,7 @@ mod record;
 mod replay;
 mod resolve;
 mod run;
+mod settle;
 
 use crate::index::{module_dir, running_kernel_release};
 use crate::resolve::saved::CachePolicy;
@@ -36,6 +37,7 @@ Commands:
   coldplug  load drivers for the devices present now, then exit
   record    write the kernel's uevents to a file (or - for standard output)
   replay    feed a recording through the daemon's pipeline (--dry-run: print what it would do)
+  settle    wait until coldplug is complete
 
 Run 'modaliasd COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
@@ -57,6 +59,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("coldplug") => coldplug::run(rest),
         Some("record") => record::run(rest),
         Some("replay") => replay::run(rest),
+        Some("settle") => settle::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{HELP}");
             Ok(EXIT_OK)
@@ -134,7 +137,7 @@ impl TreeOptions {
 }
 
 /// `-C/--config` and `--cmdline`, shared by the commands that read modprobe.d.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ConfigOptions {
     pub paths: Vec<PathBuf>,
     pub cmdline: Option<OsString>,

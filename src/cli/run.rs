@@ -4,7 +4,8 @@ use super::{
     CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, TreeOptions,
     record::number,
 };
-use crate::daemon::{DryRun, Processor, Work, spawn_program, sysfs};
+use crate::daemon::signals::{self, Signal, Signals};
+use crate::daemon::{DryRun, Processor, Work, mark_settled, sd_notify, spawn_program, sysfs};
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::plan::Planner;
@@ -24,6 +25,11 @@ refused and counted) and loads the drivers the rules ask for: on 'add' events wi
 and udev's fixed special cases (see rules.d/80-drivers.rules). Events are handled in order; the
 loading runs in a pool of threads, so a hung driver probe never stops the listener. When the
 receive buffer overflows, sysfs is rescanned so that no device is missed.
+
+Signals: SIGTERM or SIGINT stop listening, let loads under way finish, and exit 0. SIGHUP rereads
+the configuration, rules and index; if they cannot be loaded the current ones stay, and the log
+says why. Under systemd (Type=notify) READY=1 is sent once coldplug is complete, and
+ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle'.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
@@ -68,20 +74,23 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    // Listen before anything else, so that no event is missed while setting up.
+    // Signals first (before any thread exists), then the socket: no event may be missed
+    // while setting up.
+    let signals = Signals::new().map_err(|e| format!("signals: {e}"))?;
     let mut listener =
         Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
-    let setup = Setup::load(&tree_options, config_options)?;
-    let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
-    let mut processor = Processor::new(&planner, &setup.rules);
+    let mut setup = Setup::load(&tree_options, config_options.clone())?;
+    mark_settled(&setup.root, false);
     let stdout = std::io::stdout();
     let mut printer = DryRun::new(std::io::BufWriter::new(stdout.lock()), setup.target_dir());
     let loader = Loader::new(LinuxKernel::new(&setup.root), setup.dir.clone());
     let (to_pool, from_listener) = mpsc::channel::<Work>();
     let from_listener = Mutex::new(from_listener);
+    let mut handled = 0u64;
     let result = std::thread::scope(|scope| -> Result<(), String> {
         // Loading pool: a few threads, each carrying out one event's plans at a time (the
-        // loader itself parallelises inside a batch and inserts each module once).
+        // loader itself parallelises inside a batch and inserts each module once). On stop the
+        // channel closes and they finish what they hold before the scope ends.
         if !dry_run {
             for _ in 0..4 {
                 scope.spawn(|| {
@@ -113,45 +122,92 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 to_pool.send(work).map_err(|e| e.to_string())
             }
         };
-        let rescan = |processor: &mut Processor,
-                      deliver: &mut dyn FnMut(Work) -> Result<(), String>| {
-            for message in sysfs::scan(&setup.root) {
-                if let Ok(event) = Event::parse(&message) {
-                    deliver(processor.handle(&event))?;
+        let mut first = true;
+        'reload: loop {
+            let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
+            let mut processor = Processor::new(&planner, &setup.rules);
+            let root = setup.root.clone();
+            let rescan = |processor: &mut Processor,
+                          deliver: &mut dyn FnMut(Work) -> Result<(), String>|
+             -> Result<(), String> {
+                for message in sysfs::scan(&root) {
+                    if let Ok(event) = Event::parse(&message) {
+                        deliver(processor.handle(&event))?;
+                    }
                 }
-            }
-            Ok::<(), String>(())
-        };
-        if coldplug {
-            rescan(&mut processor, &mut deliver)?;
-        }
-        eprintln!("modaliasd: listening");
-        loop {
-            if !listener.wait(idle).map_err(|e| e.to_string())? {
-                break;
-            }
-            match listener.recv().map_err(|e| e.to_string())? {
-                Received::Event(event, _) => {
-                    let work = processor.handle(&event);
-                    deliver(work)?;
-                }
-                Received::Overflow => {
-                    eprintln!(
-                        "modaliasd: receive buffer overflowed, events lost: rescanning sysfs"
-                    );
+                Ok(())
+            };
+            if first {
+                if coldplug {
                     rescan(&mut processor, &mut deliver)?;
                 }
-                Received::Rejected(_) => {}
+                mark_settled(&setup.root, true);
+                sd_notify("READY=1");
+                eprintln!("modaliasd: listening");
+                first = false;
+            }
+            let next = loop {
+                let ready = signals::poll(&[listener.raw_fd(), signals.raw_fd()], idle)
+                    .map_err(|e| e.to_string())?;
+                if !ready.iter().any(|r| *r) {
+                    break None; // idle for --idle-exit
+                }
+                if ready[1] {
+                    match signals.read() {
+                        Some(Signal::Stop) => break None,
+                        Some(Signal::Reload) => {
+                            sd_notify("RELOADING=1");
+                            match Setup::load(&tree_options, config_options.clone()) {
+                                Ok(new) => {
+                                    eprintln!("modaliasd: reloaded configuration, rules and index");
+                                    break Some(new);
+                                }
+                                Err(e) => {
+                                    eprintln!(
+                                        "modaliasd: reload failed, keeping the current setup: {e}"
+                                    );
+                                    sd_notify("READY=1");
+                                }
+                            }
+                        }
+                        None => {}
+                    }
+                    continue;
+                }
+                match listener.recv().map_err(|e| e.to_string())? {
+                    Received::Event(event, _) => {
+                        let work = processor.handle(&event);
+                        deliver(work)?;
+                    }
+                    Received::Overflow => {
+                        eprintln!(
+                            "modaliasd: receive buffer overflowed, events lost: rescanning sysfs"
+                        );
+                        rescan(&mut processor, &mut deliver)?;
+                    }
+                    Received::Rejected(_) => {}
+                }
+            };
+            handled += processor.stats.events;
+            match next {
+                Some(new) => {
+                    drop(processor);
+                    drop(planner);
+                    setup = new;
+                    sd_notify("READY=1");
+                }
+                None => break 'reload,
             }
         }
+        sd_notify("STOPPING=1");
         drop(to_pool);
         Ok(())
     });
     result?;
     let s = listener.stats;
     eprintln!(
-        "modaliasd: {} messages, {} events handled, {} refused (not from the kernel), {} malformed, {} overflows",
-        s.received, processor.stats.events, s.not_from_kernel, s.malformed, s.overflows
+        "modaliasd: {} messages, {handled} events handled, {} refused (not from the kernel), {} malformed, {} overflows",
+        s.received, s.not_from_kernel, s.malformed, s.overflows
     );
     Ok(EXIT_OK)
 }

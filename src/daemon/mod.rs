@@ -9,6 +9,7 @@
 //! are inserted once by the loader, which also makes later requests for a module wait for an
 //! insertion still under way; the dry-run printer prints each line once.
 
+pub mod signals;
 pub mod sysfs;
 
 use crate::modprobe::plan::{BlacklistMode, Outcome, Planner, Step};
@@ -167,5 +168,46 @@ pub fn spawn_program(program: &Program) {
             });
         }
         Err(e) => eprintln!("modaliasd: cannot run '{}': {e}", program.command),
+    }
+}
+
+/// Tells systemd (`Type=notify`) how things stand, if it is listening (`$NOTIFY_SOCKET`, a path
+/// or an abstract name starting with `@`).
+pub fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        eprintln!("modaliasd: sd_notify({state}): {e}");
+    }
+}
+
+/// The marker `modaliasd settle` waits for: coldplug is complete.
+pub fn settled_marker(root: &std::path::Path) -> std::path::PathBuf {
+    root.join("run/modaliasd/coldplug-done")
+}
+
+/// Marks coldplug complete (or, with `done == false`, not yet: removes a stale marker).
+pub fn mark_settled(root: &std::path::Path, done: bool) {
+    let marker = settled_marker(root);
+    let result = if done {
+        std::fs::create_dir_all(marker.parent().unwrap())
+            .and_then(|()| std::fs::write(&marker, b""))
+    } else {
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("modaliasd: {}: {e}", marker.display());
     }
 }
