@@ -493,3 +493,56 @@ fn readiness_reload_and_stop_follow_the_signals() {
         "the blacklist read on SIGHUP applies: {out}"
     );
 }
+
+#[test]
+fn triggered_coldplug_plans_what_the_sysfs_scan_plans() {
+    // Real devices of this machine: ROOT/sys is /sys, the module tree is Debian's 6.12.
+    let kernel = kernel_tree("6.12");
+    let root = TempDir::new("trigger");
+    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
+    std::os::unix::fs::symlink(
+        kernel.module_dir(),
+        root.path().join("lib/modules").join(&kernel.kver),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/sys", root.path().join("sys")).unwrap();
+    let coldplug = |mode: &[&str]| {
+        let out = modaliasd()
+            .args([
+                "coldplug",
+                "--dry-run",
+                "--timeout",
+                "20",
+                "--cmdline",
+                "none",
+                "-C",
+                "/dev/null",
+                "--root",
+            ])
+            .arg(root.path())
+            .args(["--kver", &kernel.kver])
+            .args(mode)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (scanned, _) = coldplug(&["--scan"]);
+    let (triggered, err) = coldplug(&[]);
+    assert!(!scanned.is_empty(), "this machine's devices load nothing?");
+    assert!(
+        !err.contains("came back"),
+        "not all triggered events came back: {err}"
+    );
+    assert_eq!(triggered, scanned);
+}

@@ -13,20 +13,49 @@ use crate::uevent::netlink::{DEFAULT_RECEIVE_BUFFER, GROUP_KERNEL, Listener, Rec
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
+/// A random version-4 UUID (from the kernel's random source), to recognise our own events.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom fills the buffer it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 16 {
+        // Never reached on Linux >= 3.17; a time-based value still tells our events apart.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = (t ^ (std::process::id() as u128) << 64).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0F) | 0x40;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 fn help() -> String {
     format!(
         "\
-Usage: modaliasd coldplug --scan [OPTIONS]
+Usage: modaliasd coldplug [--scan] [OPTIONS]
 
-Loads the drivers for every device present now, then exits: reads every
-ROOT/sys/devices/**/modalias (no events are triggered), plans all devices at once and loads the
-modules in parallel. Devices that appear because a driver was loaded (USB devices behind a new
-host controller, disks behind a storage driver) are then handled from their uevents until no
-event has come for the quiet period, at most until --timeout.
+Loads the drivers for every device present now, then exits 0 when all is settled.
+
+By default it listens, then writes 'add UUID' to every ROOT/sys/devices/**/uevent in udev's
+trigger order (module, block, net, tty and input devices first; parents before children), and
+handles the events the kernel sends back; SYNTH_UUID tells when its own have all come back.
+With --scan it reads every ROOT/sys/devices/**/modalias instead, triggering nothing (fastest).
+Either way all devices are planned at once and the modules loaded in parallel. Devices that
+appear because a driver was loaded (USB devices behind a new host controller, disks behind a
+storage driver) are then handled from their uevents until no event has come for the quiet
+period, at most until --timeout.
 
 Options:
-{TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --scan          read sysfs instead of triggering events (required: triggering is not
-                  implemented yet)
+{TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --scan          read sysfs instead of triggering events
   --dry-run       print what would be done, load nothing (no quiet period)
   --quiet-ms MS   quiet period after loading (default 500)
   --timeout SECONDS  give up waiting for new devices after this long (default 30)
@@ -66,12 +95,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    if !scan {
-        return Err("coldplug: triggering events is not implemented yet; use --scan".into());
-    }
     let started = Instant::now();
-    // Listen first: devices that appear while the drivers load must not be missed.
-    let mut listener = if dry_run {
+    // Listen first: events coming back, and devices that appear while drivers load, must not
+    // be missed. A dry run by scan needs no socket.
+    let mut listener = if dry_run && scan {
         None
     } else {
         Some(
@@ -83,11 +110,57 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
     let mut processor = Processor::new(&planner, &setup.rules);
     let mut all = Work::default();
-    for message in sysfs::scan(&setup.root) {
-        if let Ok(event) = Event::parse(&message) {
-            let work = processor.handle(&event);
-            all.plans.extend(work.plans);
-            all.programs.extend(work.programs);
+    let mut add = |work: Work| {
+        all.plans.extend(work.plans);
+        all.programs.extend(work.programs);
+    };
+    if scan {
+        for message in sysfs::scan(&setup.root) {
+            if let Ok(event) = Event::parse(&message) {
+                add(processor.handle(&event));
+            }
+        }
+    } else {
+        let listener = listener.as_mut().expect("trigger mode listens");
+        let uuid = random_uuid();
+        let request = format!("add {uuid}");
+        let mut triggered = 0usize;
+        for file in sysfs::uevent_files(&setup.root) {
+            if std::fs::write(&file, &request).is_ok() {
+                triggered += 1;
+            }
+        }
+        // Handle events until all of ours are back (or the timeout).
+        let mut returned = 0usize;
+        while returned < triggered && started.elapsed() < timeout {
+            let left = timeout.saturating_sub(started.elapsed());
+            if !listener.wait(Some(left)).map_err(|e| e.to_string())? {
+                break;
+            }
+            match listener.recv().map_err(|e| e.to_string())? {
+                Received::Event(event, _) => {
+                    if event.get(b"SYNTH_UUID") == Some(uuid.as_bytes()) {
+                        returned += 1;
+                    }
+                    add(processor.handle(&event));
+                }
+                Received::Overflow => {
+                    // Our own events were lost: read what they would have said.
+                    eprintln!("modaliasd: receive buffer overflowed: reading sysfs instead");
+                    for message in sysfs::scan(&setup.root) {
+                        if let Ok(event) = Event::parse(&message) {
+                            add(processor.handle(&event));
+                        }
+                    }
+                    break;
+                }
+                Received::Rejected(_) => {}
+            }
+        }
+        if returned < triggered {
+            eprintln!(
+                "modaliasd: {returned} of {triggered} triggered events came back before the timeout"
+            );
         }
     }
     if dry_run {

@@ -150,3 +150,45 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
+
+/// Every device's `uevent` file under `ROOT/sys/devices` (devices with a subsystem: the others
+/// send no event), in udev's trigger order: devices of
+/// the `module`, `block`, `net`, `tty` and `input` subsystems first, then the rest; parents
+/// before their children within each group.
+pub fn uevent_files(root: &Path) -> Vec<std::path::PathBuf> {
+    const FIRST: &[&str] = &["module", "block", "net", "tty", "input"];
+    let mut out: Vec<(usize, std::path::PathBuf)> = Vec::new();
+    let mut stack = vec![root.join("sys/devices")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut children = Vec::new();
+        let mut has_uevent = false;
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                children.push(e.path());
+            } else if kind.is_file() && e.file_name() == "uevent" {
+                has_uevent = true;
+            }
+        }
+        // A device with neither bus nor class (no `subsystem` link) accepts the write but the
+        // kernel's uevent filter drops its event: triggering it would only be waited for.
+        let subsystem = std::fs::read_link(dir.join("subsystem"))
+            .ok()
+            .and_then(|l| l.file_name().map(|f| f.to_string_lossy().into_owned()));
+        if let (true, Some(subsystem)) = (has_uevent, subsystem) {
+            let rank = FIRST
+                .iter()
+                .position(|f| *f == subsystem)
+                .unwrap_or(FIRST.len());
+            out.push((rank, dir.join("uevent")));
+        }
+        children.sort();
+        stack.extend(children.into_iter().rev());
+    }
+    // Stable: within a rank, the depth-first (parents first) order stays.
+    out.sort_by_key(|(rank, _)| *rank);
+    out.into_iter().map(|(_, p)| p).collect()
+}
