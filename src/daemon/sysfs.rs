@@ -112,45 +112,6 @@ fn visit(sys: &Path, dir: &Path) -> (Option<Vec<u8>>, Vec<std::path::PathBuf>) {
     (message, children)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parents_come_before_children_in_tree_order() {
-        let root = std::env::temp_dir().join(format!("modaliasd-sysfs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let devices = [
-            "pci0000:00",
-            "pci0000:00/0000:00:14.0",
-            "pci0000:00/0000:00:14.0/usb1/1-1",
-            "pci0000:00/0000:00:1f.0",
-            "platform/serial8250",
-            "system/cpu/cpu0",
-            "system/cpu/cpu1",
-        ];
-        for (i, d) in devices.iter().enumerate() {
-            let dir = root.join("sys/devices").join(d);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("modalias"), format!("dev:{i}\n")).unwrap();
-            std::fs::write(dir.join("uevent"), "").unwrap();
-        }
-        // A directory without a modalias and an empty modalias give nothing.
-        std::fs::create_dir_all(root.join("sys/devices/virtual/net/lo")).unwrap();
-        std::fs::write(root.join("sys/devices/virtual/net/lo/modalias"), "\n").unwrap();
-        let got: Vec<String> = scan(&root)
-            .iter()
-            .map(|m| {
-                let e = crate::uevent::Event::parse(m).unwrap();
-                String::from_utf8_lossy(e.modalias().unwrap()).into_owned()
-            })
-            .collect();
-        let want: Vec<String> = (0..devices.len()).map(|i| format!("dev:{i}")).collect();
-        assert_eq!(got, want);
-        std::fs::remove_dir_all(&root).unwrap();
-    }
-}
-
 /// Every device's `uevent` file under `ROOT/sys/devices` (devices with a subsystem: the others
 /// send no event), in udev's trigger order: devices of
 /// the `module`, `block`, `net`, `tty` and `input` subsystems first, then the rest; parents
@@ -191,4 +152,43 @@ pub fn uevent_files(root: &Path) -> Vec<std::path::PathBuf> {
     // Stable: within a rank, the depth-first (parents first) order stays.
     out.sort_by_key(|(rank, _)| *rank);
     out.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_come_before_children_in_tree_order() {
+        let root = std::env::temp_dir().join(format!("modaliasd-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let devices = [
+            "pci0000:00",
+            "pci0000:00/0000:00:14.0",
+            "pci0000:00/0000:00:14.0/usb1/1-1",
+            "pci0000:00/0000:00:1f.0",
+            "platform/serial8250",
+            "system/cpu/cpu0",
+            "system/cpu/cpu1",
+        ];
+        for (i, d) in devices.iter().enumerate() {
+            let dir = root.join("sys/devices").join(d);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("modalias"), format!("dev:{i}\n")).unwrap();
+            std::fs::write(dir.join("uevent"), "").unwrap();
+        }
+        // A directory without a modalias and an empty modalias give nothing.
+        std::fs::create_dir_all(root.join("sys/devices/virtual/net/lo")).unwrap();
+        std::fs::write(root.join("sys/devices/virtual/net/lo/modalias"), "\n").unwrap();
+        let got: Vec<String> = scan(&root)
+            .iter()
+            .map(|m| {
+                let e = crate::uevent::Event::parse(m).unwrap();
+                String::from_utf8_lossy(e.modalias().unwrap()).into_owned()
+            })
+            .collect();
+        let want: Vec<String> = (0..devices.len()).map(|i| format!("dev:{i}")).collect();
+        assert_eq!(got, want);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
