@@ -81,6 +81,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
     let mut setup = Setup::load(&tree_options, config_options.clone())?;
     mark_settled(&setup.root, false);
+    release_free_memory();
     let stdout = std::io::stdout();
     let mut printer = DryRun::new(std::io::BufWriter::new(stdout.lock()), setup.target_dir());
     let loader = Loader::new(LinuxKernel::new(&setup.root), setup.dir.clone());
@@ -194,6 +195,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     drop(processor);
                     drop(planner);
                     setup = new;
+                    release_free_memory();
                     sd_notify("READY=1");
                 }
                 None => break 'reload,
@@ -210,4 +212,13 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         s.received, s.not_from_kernel, s.malformed, s.overflows
     );
     Ok(EXIT_OK)
+}
+
+/// Gives back to the system the heap that loading freed (file contents, parse buffers): an idle
+/// daemon should hold only what it uses.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only releases free memory held by the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

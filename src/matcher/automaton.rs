@@ -41,6 +41,9 @@ const HAS_CLASSES: u32 = 1 << 27;
 const HAS_ACCEPTS: u32 = 1 << 28;
 const STAR_TARGET: u32 = 1 << 29;
 const HAS_CONTAINS: u32 = 1 << 30;
+/// A star target that is a chain: `seg1 * seg2 * ... segN *` then another star target, where
+/// each segment leads only to the next star (see `chain_segments`).
+const CHAIN: u32 = 1 << 31;
 
 /// The compiled form of a list of token sequences, each with a `u32` value reported on a match.
 #[derive(Clone, Debug, Default)]
@@ -318,6 +321,44 @@ impl Automaton {
         worth_it.then(|| ContainsSet::new(strings, values))
     }
 
+    /// The literal run starting at build node `start` (single literal children, no values) and
+    /// the node where it ends.
+    fn compress(nodes: &BuildTrie, start: usize) -> (Vec<u8>, usize) {
+        let mut segment = Vec::new();
+        let mut cur = start;
+        while cur != 0
+            && nodes.values(cur).is_empty()
+            && nodes.children(cur).len() == 1
+            && nodes.children(cur)[0].0 < 256
+            && segment.len() < SEG_LEN_MASK as usize
+        {
+            segment.push(nodes.children(cur)[0].0 as u8);
+            cur = nodes.children(cur)[0].1 as usize;
+        }
+        (segment, cur)
+    }
+
+    /// Starting at star target `start`: the segments of a chain `seg * seg * ...` where each
+    /// segment is non-empty and leads only to another star, and the star target after the last
+    /// one. For such a segment the first occurrence is all that matters (the next star,
+    /// expanded from there, covers every later one), so a chain is matched by successive
+    /// first-occurrence searches with no branching. Tails like `sv*sd*bc*sc*i*` are chains.
+    fn chain_segments(nodes: &BuildTrie, start: usize) -> (Vec<Vec<u8>>, usize) {
+        let mut segments = Vec::new();
+        let mut cur = start;
+        loop {
+            let (segment, end) = Self::compress(nodes, cur);
+            let children = nodes.children(end);
+            let only_star =
+                nodes.values(end).is_empty() && children.len() == 1 && children[0].0 == KEY_STAR;
+            if segment.is_empty() || !only_star {
+                return (segments, cur);
+            }
+            segments.push(segment);
+            cur = children[0].1 as usize;
+        }
+    }
+
     /// Lays out the build trie depth first, compressing chains of single literal children into
     /// segments. Iterative, so deep patterns cannot overflow the stack.
     fn emit(&mut self, nodes: &BuildTrie) {
@@ -338,18 +379,22 @@ impl Automaton {
                     self.contains.push(set);
                     continue;
                 }
+                let (segments, next) = Self::chain_segments(nodes, start);
+                if !segments.is_empty() {
+                    self.code.push(STAR_TARGET | CHAIN);
+                    self.code.push(self.star_slots);
+                    self.star_slots += 1;
+                    self.code.push(segments.len() as u32);
+                    for seg in &segments {
+                        self.code.push(seg.len() as u32);
+                        self.push_bytes(seg);
+                    }
+                    work.push((next, true, Some(self.code.len())));
+                    self.code.push(NONE);
+                    continue;
+                }
             }
-            let mut segment = Vec::new();
-            let mut cur = start;
-            while cur != 0
-                && nodes.values(cur).is_empty()
-                && nodes.children(cur).len() == 1
-                && nodes.children(cur)[0].0 < 256
-                && segment.len() < SEG_LEN_MASK as usize
-            {
-                segment.push(nodes.children(cur)[0].0 as u8);
-                cur = nodes.children(cur)[0].1 as usize;
-            }
+            let (segment, cur) = Self::compress(nodes, start);
             let node_children = nodes.children(cur);
             let node_values = nodes.values(cur);
             let lits: Vec<(u8, u32)> = node_children
@@ -600,6 +645,24 @@ impl Automaton {
             );
             return;
         }
+        if header & CHAIN != 0 {
+            // First occurrence of each segment in turn, then the star target after them.
+            let t = target as usize;
+            let count = self.code[t + 2] as usize;
+            let mut at = t + 3;
+            let mut p = pos;
+            for _ in 0..count {
+                let len = self.code[at] as usize;
+                let seg = &self.bytes()[(at + 1) * 4..][..len];
+                at += 1 + words_for(len);
+                match find_segment(seg, &key[p.min(key.len())..]) {
+                    Some(q) => p += q + len,
+                    None => return,
+                }
+            }
+            self.expand_star(self.code[at], p, key, scratch, out);
+            return;
+        }
         let t = self.view(target);
         if t.header & (SEG_LEN_MASK | LIT_MASK << LIT_SHIFT | HAS_STAR | HAS_ANY | HAS_CLASSES) == 0
         {
@@ -778,6 +841,23 @@ impl Automaton {
                 off += 3;
                 continue;
             }
+            if header & CHAIN != 0 {
+                if header & STAR_TARGET == 0 {
+                    return Err("chain that is not a star target");
+                }
+                let count = word(off + 2)? as usize;
+                let mut at = off + 3;
+                for _ in 0..count {
+                    let seg_len = word(at)? as usize;
+                    if seg_len == 0 || seg_len > len * 4 {
+                        return Err("bad chain segment");
+                    }
+                    at += 1 + words_for(seg_len);
+                }
+                on_edge(word(at)?, true)?;
+                off = at + 1;
+                continue;
+            }
             let v = self.view(off as u32);
             if v.rest > len {
                 return Err("node runs past the end");
@@ -819,6 +899,25 @@ impl Automaton {
         }
         Ok(count)
     }
+}
+
+/// The first occurrence of a non-empty `seg` in `hay`.
+#[inline]
+fn find_segment(seg: &[u8], hay: &[u8]) -> Option<usize> {
+    if seg.len() > hay.len() {
+        return None;
+    }
+    let (&first, rest) = seg.split_first()?;
+    let last = hay.len() - seg.len() + 1;
+    let mut q = 0;
+    while q < last {
+        let at = q + find_byte(first, &hay[q..last])?;
+        if same_bytes(&hay[at + 1..at + seg.len()], rest) {
+            return Some(at);
+        }
+        q = at + 1;
+    }
+    None
 }
 
 /// memchr, without its set-up cost on the short haystacks most lookups have.

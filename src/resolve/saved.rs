@@ -17,7 +17,7 @@ use crate::matcher::{Automaton, PatternSet};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 const BYTE_ORDER: u32 = 0x0102_0304;
 
 /// The file name of the saved form inside the module directory.
