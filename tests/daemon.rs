@@ -546,3 +546,62 @@ fn triggered_coldplug_plans_what_the_sysfs_scan_plans() {
     );
     assert_eq!(triggered, scanned);
 }
+
+#[test]
+fn handled_events_are_rebroadcast_on_group_4() {
+    if !in_namespace() {
+        return in_new_netns("handled_events_are_rebroadcast_on_group_4");
+    }
+    let kernel = kernel_tree("6.12");
+    // A group-4 listener, as libudev-zero opens.
+    let listener = uevent_socket();
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = 1 << 3;
+    let bound = unsafe {
+        libc::bind(
+            listener,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    assert_eq!(bound, 0);
+    let timeout = libc::timeval {
+        tv_sec: 5,
+        tv_usec: 0,
+    };
+    unsafe {
+        libc::setsockopt(
+            listener,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    let child = start_daemon(&kernel.root, &kernel.kver, &["--rebroadcast"]);
+    let sock = uevent_socket();
+    let sent = event(
+        "/devices/pci0000:00/0000:00:19.0",
+        "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+    );
+    inject(sock, &sent);
+    let mut buf = [0u8; 8192];
+    let n = unsafe { libc::recv(listener, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert!(
+        n > 0,
+        "nothing on group 4: {}",
+        std::io::Error::last_os_error()
+    );
+    let got = &buf[..n as usize];
+    // The kernel's message, SEQNUM included, passed on unchanged.
+    assert!(got.starts_with(&sent), "{}", got.escape_ascii());
+    assert!(
+        got[sent.len()..].starts_with(b"SEQNUM="),
+        "{}",
+        got.escape_ascii()
+    );
+    let out = child.wait_with_output().unwrap();
+    let _ = daemon_stderr();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/e1000e.ko.xz"));
+}

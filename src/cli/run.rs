@@ -10,7 +10,9 @@ use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::plan::Planner;
 use crate::uevent::Event;
-use crate::uevent::netlink::{DEFAULT_RECEIVE_BUFFER, GROUP_KERNEL, Listener, Received};
+use crate::uevent::netlink::{
+    DEFAULT_RECEIVE_BUFFER, GROUP_KERNEL, GROUP_REBROADCAST, Listener, Rebroadcaster, Received,
+};
 use std::ffi::OsString;
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
@@ -34,6 +36,8 @@ ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle'.
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
   --coldplug      first load the drivers for the devices present now (sysfs scan)
+  --rebroadcast   after handling each event, send it on netlink group 4 in kernel format (for
+                  libudev-zero and other group-4 listeners)
   --receive-buffer BYTES  socket receive buffer (default 128 MiB)
   --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
   -h, --help      this help
@@ -47,6 +51,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut config_options = ConfigOptions::default();
     let mut dry_run = false;
     let mut coldplug = false;
+    let mut rebroadcast = false;
     let mut buffer = DEFAULT_RECEIVE_BUFFER;
     let mut idle = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -63,6 +68,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("coldplug") => coldplug = true,
+            lexopt::Arg::Long("rebroadcast") => rebroadcast = true,
             lexopt::Arg::Long("receive-buffer") => buffer = number(&mut parser)? as usize,
             lexopt::Arg::Long("idle-exit") => {
                 idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
@@ -79,6 +85,11 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let signals = Signals::new().map_err(|e| format!("signals: {e}"))?;
     let mut listener =
         Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
+    let rebroadcaster = if rebroadcast {
+        Some(Rebroadcaster::open().map_err(|e| format!("rebroadcast socket: {e}"))?)
+    } else {
+        None
+    };
     let mut setup = Setup::load(&tree_options, config_options.clone())?;
     mark_settled(&setup.root, false);
     release_free_memory();
@@ -176,9 +187,14 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     continue;
                 }
                 match listener.recv().map_err(|e| e.to_string())? {
-                    Received::Event(event, _) => {
+                    Received::Event(event, raw) => {
                         let work = processor.handle(&event);
                         deliver(work)?;
+                        if let Some(r) = &rebroadcaster {
+                            if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
+                                eprintln!("modaliasd: rebroadcast: {e}");
+                            }
+                        }
                     }
                     Received::Overflow => {
                         eprintln!(

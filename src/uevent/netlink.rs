@@ -208,3 +208,55 @@ impl Listener {
         }
     }
 }
+
+/// The group libudev-zero (and mdevd's `-O 4`) listen on for kernel-format events.
+pub const GROUP_REBROADCAST: u32 = 4;
+
+/// A socket for sending events on to other groups after they were handled.
+pub struct Rebroadcaster {
+    fd: OwnedFd,
+}
+
+impl Rebroadcaster {
+    pub fn open() -> std::io::Result<Rebroadcaster> {
+        // SAFETY: a plain socket call; the fd is owned right away.
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                NETLINK_KOBJECT_UEVENT,
+            )
+        })?;
+        Ok(Rebroadcaster {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Multicasts `message` (kernel format) to `group`. Needs CAP_NET_ADMIN, as udevd's own
+    /// rebroadcast does.
+    pub fn send(&self, group: u32, message: &[u8]) -> std::io::Result<()> {
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = 1 << (group - 1);
+        // SAFETY: a valid buffer and address for the duration of the call.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            // Nobody listening is not an error worth reporting.
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
