@@ -106,7 +106,19 @@ fn binary_indexes_and_the_saved_index_answer_like_the_text_files() {
         assert!(modaliasd::resolve::saved::from_bytes(path, &bytes[..cut]).is_err());
     }
 
+    // Mapped from a file, as resolve and the daemon load it.
+    let file = bin_only.path().join("mapped.index");
+    std::fs::write(&file, &bytes).unwrap();
+    let (mapped, _) = modaliasd::resolve::saved::from_file(&file).unwrap();
     let keys = corpus::differential(&text_tree, 0xB1);
+    for key in keys.iter().step_by(3) {
+        assert_eq!(
+            ours(&mapped, key),
+            ours(&text, key),
+            "mapped: {}",
+            key.escape_ascii()
+        );
+    }
     // A damaged byte anywhere either makes the load fail or leaves a resolver that still
     // answers without crashing (most bytes are pattern text or module names).
     let mut rng = support::Rng(0xBAD_B17E);

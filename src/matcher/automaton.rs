@@ -49,12 +49,138 @@ const CHAIN: u32 = 1 << 31;
 #[derive(Clone, Debug, Default)]
 pub struct Automaton {
     /// Nodes, each a run of words; the root is at offset 0.
-    pub(crate) code: Vec<u32>,
+    pub(crate) code: Code,
     pub(crate) classes: Vec<ByteSet>,
     /// Literal sets of "contains" stars: (strings, value lists), see the module docs.
     pub(crate) contains: Vec<ContainsSet>,
     pub(crate) star_slots: u32,
     pub(crate) node_count: u32,
+}
+
+/// An array built in memory, or used in place from a mapped saved index file so that only the
+/// pages lookups touch stay resident (the automaton's words, the pattern text).
+#[derive(Debug)]
+pub(crate) enum Stored<T: 'static> {
+    Owned(Vec<T>),
+    Mapped {
+        map: std::sync::Arc<Mapping>,
+        /// In bytes from the start of the mapping, a multiple of `T`'s alignment.
+        offset: usize,
+        len: usize,
+    },
+}
+
+/// The automaton's words.
+pub(crate) type Code = Stored<u32>;
+
+impl<T> Default for Stored<T> {
+    fn default() -> Self {
+        Stored::Owned(Vec::new())
+    }
+}
+
+impl<T: Clone> Clone for Stored<T> {
+    fn clone(&self) -> Self {
+        Stored::Owned(self.to_vec())
+    }
+}
+
+impl<T> Stored<T> {
+    /// `len` elements at byte `offset` of `map`, if they lie inside it, aligned.
+    pub(crate) fn mapped(map: &std::sync::Arc<Mapping>, offset: usize, len: usize) -> Option<Self> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>())?;
+        let fits = offset.checked_add(bytes)? <= map.len;
+        let aligned = (map.ptr as usize + offset) % std::mem::align_of::<T>() == 0;
+        (fits && aligned).then(|| Stored::Mapped {
+            map: map.clone(),
+            offset,
+            len,
+        })
+    }
+}
+
+impl<T> std::ops::Deref for Stored<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Stored::Owned(v) => v,
+            // SAFETY: the mapping is read-only and lives as long as the Arc; `mapped` checked
+            // that the range lies inside it and is aligned for T, and every T here is Plain.
+            Stored::Mapped { map, offset, len } => unsafe {
+                std::slice::from_raw_parts(map.ptr.add(*offset).cast::<T>(), *len)
+            },
+        }
+    }
+}
+
+/// A read-only private mapping of a whole file.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and never mutated through this handle.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub(crate) fn map(file: &std::fs::File, len: usize) -> std::io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Err(std::io::Error::other("empty file"));
+        }
+        // SAFETY: mapping a file we opened, read-only and private.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: the whole mapping is readable for its lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Drops the pages of `range` from this process (they stay in the page cache and come back
+    /// on the next access): after validation touched every page, only those lookups use remain.
+    pub(crate) fn release(&self, range: std::ops::Range<usize>) {
+        let page = 4096;
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end / page * page;
+        if end > start {
+            // SAFETY: advising on pages inside our own mapping.
+            unsafe {
+                libc::madvise(
+                    self.ptr.add(start) as *mut libc::c_void,
+                    end - start,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what map() mapped.
+        unsafe {
+            libc::munmap(self.ptr as *mut libc::c_void, self.len);
+        }
+    }
 }
 
 /// The strings a "contains" star looks for, each with the values it accepts.
@@ -367,30 +493,39 @@ impl Automaton {
         while let Some((start, star_target, patch)) = work.pop() {
             let offset = self.code.len() as u32;
             if let Some(p) = patch {
-                self.code[p] = offset;
+                self.code_mut()[p] = offset;
             }
             self.node_count += 1;
             if star_target {
                 if let Some(set) = Self::contains_strings(nodes, start) {
-                    self.code.push(STAR_TARGET | HAS_CONTAINS);
-                    self.code.push(self.star_slots);
+                    self.code_mut().push(STAR_TARGET | HAS_CONTAINS);
+                    {
+                        let v = self.star_slots;
+                        self.code_mut().push(v);
+                    }
                     self.star_slots += 1;
-                    self.code.push(self.contains.len() as u32);
+                    {
+                        let v = self.contains.len() as u32;
+                        self.code_mut().push(v);
+                    }
                     self.contains.push(set);
                     continue;
                 }
                 let (segments, next) = Self::chain_segments(nodes, start);
                 if !segments.is_empty() {
-                    self.code.push(STAR_TARGET | CHAIN);
-                    self.code.push(self.star_slots);
+                    self.code_mut().push(STAR_TARGET | CHAIN);
+                    {
+                        let v = self.star_slots;
+                        self.code_mut().push(v);
+                    }
                     self.star_slots += 1;
-                    self.code.push(segments.len() as u32);
+                    self.code_mut().push(segments.len() as u32);
                     for seg in &segments {
-                        self.code.push(seg.len() as u32);
+                        self.code_mut().push(seg.len() as u32);
                         self.push_bytes(seg);
                     }
                     work.push((next, true, Some(self.code.len())));
-                    self.code.push(NONE);
+                    self.code_mut().push(NONE);
                     continue;
                 }
             }
@@ -421,9 +556,12 @@ impl Automaton {
             } else {
                 HAS_ACCEPTS
             };
-            self.code.push(header);
+            self.code_mut().push(header);
             if star_target {
-                self.code.push(self.star_slots);
+                {
+                    let v = self.star_slots;
+                    self.code_mut().push(v);
+                }
                 self.star_slots += 1;
             }
             self.push_bytes(&segment);
@@ -433,29 +571,37 @@ impl Automaton {
             let mut children = Vec::new();
             for &(_, c) in &lits {
                 children.push((c as usize, false, Some(self.code.len())));
-                self.code.push(NONE);
+                self.code_mut().push(NONE);
             }
             if let Some(&(_, c)) = star {
                 children.push((c as usize, true, Some(self.code.len())));
-                self.code.push(NONE);
+                self.code_mut().push(NONE);
             }
             if let Some(&(_, c)) = any {
                 children.push((c as usize, false, Some(self.code.len())));
-                self.code.push(NONE);
+                self.code_mut().push(NONE);
             }
             if !classes.is_empty() {
-                self.code.push(classes.len() as u32);
+                self.code_mut().push(classes.len() as u32);
                 for &(class, c) in &classes {
-                    self.code.push(class);
+                    self.code_mut().push(class);
                     children.push((c as usize, false, Some(self.code.len())));
-                    self.code.push(NONE);
+                    self.code_mut().push(NONE);
                 }
             }
             if !node_values.is_empty() {
-                self.code.push(node_values.len() as u32);
-                self.code.extend_from_slice(node_values);
+                self.code_mut().push(node_values.len() as u32);
+                self.code_mut().extend_from_slice(node_values);
             }
             work.extend(children.into_iter().rev());
+        }
+    }
+
+    /// The words while building (always owned then).
+    fn code_mut(&mut self) -> &mut Vec<u32> {
+        match &mut self.code {
+            Stored::Owned(v) => v,
+            Stored::Mapped { .. } => unreachable!("a mapped automaton is never built on"),
         }
     }
 
@@ -463,7 +609,7 @@ impl Automaton {
         for chunk in bytes.chunks(4) {
             let mut w = [0u8; 4];
             w[..chunk.len()].copy_from_slice(chunk);
-            self.code.push(u32::from_ne_bytes(w));
+            self.code_mut().push(u32::from_ne_bytes(w));
         }
     }
 

@@ -177,7 +177,7 @@ pub struct Resolver {
     /// All pattern entries in rank order: `modules.alias` first, then built-in aliases.
     pub(crate) entries: Vec<Entry>,
     pub(crate) alias_entries: u32,
-    pub(crate) pattern_bytes: Vec<u8>,
+    pub(crate) pattern_bytes: crate::matcher::automaton::Stored<u8>,
     pub(crate) patterns: PatternSet,
     pub(crate) aliases_file: String,
     /// libkmod's trees for `modules.alias` and the built-in aliases, built on first use by a key
@@ -239,6 +239,7 @@ impl Resolver {
             aliases_file: tree.aliases_file.to_owned(),
             ..Default::default()
         };
+        let mut pattern_bytes = Vec::new();
         for (order, e) in alias_order.iter().chain(builtin.iter()) {
             let module = interner.id(&e.module);
             r.entries.push(Entry {
@@ -246,11 +247,12 @@ impl Resolver {
                 line: e.line,
                 order: *order as u32,
                 priority: e.priority,
-                pattern_start: r.pattern_bytes.len() as u32,
+                pattern_start: pattern_bytes.len() as u32,
                 pattern_len: e.pattern.len() as u32,
             });
-            r.pattern_bytes.extend_from_slice(&e.pattern);
+            pattern_bytes.extend_from_slice(&e.pattern);
         }
+        r.pattern_bytes = crate::matcher::automaton::Stored::Owned(pattern_bytes);
         r.alias_entries = alias_order.len() as u32;
         r.patterns = PatternSet::build_with(
             Syntax::Libkmod,

@@ -6,19 +6,27 @@
 //! them changed, which is what happens after every `depmod`.
 //!
 //! Layout: `MAGIC`, u32 format version, u32 byte-order marker, the source stamps, then each
-//! section as a u64 element count followed by the elements.
+//! section as a u64 element count followed by the elements; the automaton's section starts at
+//! an 8-byte boundary because it is used in place.
+//!
+//! Loading maps the file (private, read-only). The automaton and the pattern text are used in
+//! place; everything else is copied out; after validation every page is released, so only what
+//! lookups touch becomes resident again. The file is only ever replaced by rename, never
+//! rewritten in place, so a mapping never sees it change under it.
 
 use super::{Entry, Resolver, SymbolEntry};
 use crate::error::{Error, Result};
 use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp};
-use crate::matcher::automaton::ContainsSet;
+use crate::matcher::automaton::{ContainsSet, Mapping, Stored};
 use crate::matcher::pattern::ByteSet;
 use crate::matcher::{Automaton, PatternSet};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 const BYTE_ORDER: u32 = 0x0102_0304;
+/// Sections that may be used in place (the automaton) start at a multiple of this.
+const ALIGN: usize = 8;
 
 /// The file name of the saved form inside the module directory.
 pub const FILE_NAME: &str = "modaliasd.index";
@@ -43,6 +51,10 @@ fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
 struct Writer(Vec<u8>);
 
 impl Writer {
+    fn align(&mut self) {
+        let pad = self.0.len().next_multiple_of(ALIGN) - self.0.len();
+        self.0.extend(std::iter::repeat_n(0u8, pad));
+    }
     fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_ne_bytes());
     }
@@ -52,34 +64,26 @@ impl Writer {
     }
 }
 
-/// Reads sections straight into their final vectors, so loading never holds the file twice.
-struct Reader<'a, R: std::io::Read> {
+/// Reads sections out of the file's bytes (a mapping of the file, or a buffer in tests).
+struct Reader<'a> {
     path: &'a Path,
-    input: R,
-    at: u64,
-    /// Bytes left in the file: no length field may ask for more than this.
-    left: u64,
+    data: &'a [u8],
+    at: usize,
 }
 
-impl<R: std::io::Read> Reader<'_, R> {
+impl Reader<'_> {
     fn corrupt(&self, what: &str) -> Error {
-        Error::corrupt(self.path, self.at, what.to_owned())
+        Error::corrupt(self.path, self.at as u64, what.to_owned())
     }
-    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
-        if buf.len() as u64 > self.left {
-            return Err(self.corrupt("truncated"));
-        }
-        self.input
-            .read_exact(buf)
-            .map_err(|_| self.corrupt("truncated"))?;
-        self.at += buf.len() as u64;
-        self.left -= buf.len() as u64;
-        Ok(())
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(|| self.corrupt("truncated"))?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
     }
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut b = [0u8; N];
-        self.fill(&mut b)?;
-        Ok(b)
+        Ok(self.take(N)?.try_into().unwrap())
     }
     fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_ne_bytes(self.array()?))
@@ -87,20 +91,44 @@ impl<R: std::io::Read> Reader<'_, R> {
     fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_ne_bytes(self.array()?))
     }
-    fn vec<T: Plain>(&mut self) -> Result<Vec<T>> {
-        let count = self.u64()?;
+    /// Skips the padding the writer put before an aligned section.
+    fn align(&mut self) -> Result<()> {
+        let pad = self.at.next_multiple_of(ALIGN) - self.at;
+        self.take(pad).map(|_| ())
+    }
+    /// A section's element count and the byte range of its elements.
+    fn section<T: Plain>(&mut self) -> Result<(usize, std::ops::Range<usize>)> {
+        let count = usize::try_from(self.u64()?).map_err(|_| self.corrupt("bad length"))?;
         let bytes = count
-            .checked_mul(std::mem::size_of::<T>() as u64)
-            .filter(|&b| b <= self.left)
+            .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| self.corrupt("bad length"))?;
-        let mut out = vec![T::default(); count as usize];
-        // SAFETY: `out` holds exactly `bytes` bytes of Plain values; any bit pattern is valid.
-        let raw = unsafe {
-            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes as usize)
-        };
-        self.fill(raw)?;
+        let start = self.at;
+        self.take(bytes)?;
+        Ok((count, start..start + bytes))
+    }
+    fn vec<T: Plain>(&mut self) -> Result<Vec<T>> {
+        let (count, range) = self.section::<T>()?;
+        let mut out = vec![T::default(); count];
+        // SAFETY: `out` holds exactly the range's bytes of Plain values; any bit pattern is
+        // valid.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data[range.clone()].as_ptr(),
+                out.as_mut_ptr().cast::<u8>(),
+                range.len(),
+            );
+        }
         Ok(out)
     }
+    /// A section used in place from `map` when there is one, copied otherwise.
+    fn stored<T: Plain>(&mut self, map: Option<&std::sync::Arc<Mapping>>) -> Result<Stored<T>> {
+        let Some(map) = map else {
+            return Ok(Stored::Owned(self.vec()?));
+        };
+        let (count, range) = self.section::<T>()?;
+        Stored::mapped(map, range.start, count).ok_or_else(|| self.corrupt("section not aligned"))
+    }
+
     fn string(&mut self) -> Result<String> {
         let bytes = self.vec::<u8>()?;
         String::from_utf8(bytes).map_err(|_| self.corrupt("string is not UTF-8"))
@@ -116,7 +144,7 @@ fn write_stamps(w: &mut Writer, stamps: &[SourceStamp]) {
     }
 }
 
-fn read_stamps<R: std::io::Read>(r: &mut Reader<R>) -> Result<Vec<SourceStamp>> {
+fn read_stamps(r: &mut Reader) -> Result<Vec<SourceStamp>> {
     let n = r.u32()?;
     let mut out = Vec::new();
     for _ in 0..n {
@@ -149,10 +177,13 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.slice(&resolver.symbol_bytes);
     w.slice(&resolver.entries);
     w.u32(resolver.alias_entries);
-    w.slice(&resolver.pattern_bytes);
+    w.slice(&resolver.pattern_bytes[..]);
     w.slice(resolver.aliases_file.as_bytes());
     let a = &resolver.patterns.automaton;
-    w.slice(&a.code);
+    // The automaton is used in place from a mapping of the file: 8-byte count, then words at an
+    // aligned offset.
+    w.align();
+    w.slice(&a.code[..]);
     w.slice(&a.classes);
     w.u32(a.star_slots);
     w.u32(a.node_count);
@@ -176,27 +207,25 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
 /// Reads a saved resolver and the stamps it was compiled from. Every count and index is checked,
 /// so a corrupt file is an error, never a crash or a wrong answer.
 pub fn from_bytes(path: &Path, data: &[u8]) -> Result<(Resolver, Vec<SourceStamp>)> {
-    read(path, data, data.len() as u64)
+    read(path, data, None)
 }
 
-/// [`from_bytes`] on a file, reading it once without holding it whole.
+/// [`from_bytes`] on a file, which is mapped rather than read: the automaton, most of the
+/// file, is used in place, and once validated its pages are dropped from this process until a
+/// lookup needs them, so a daemon keeps resident only what it uses.
 pub fn from_file(path: &Path) -> Result<(Resolver, Vec<SourceStamp>)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    read(
-        path,
-        std::io::BufReader::with_capacity(64 * 1024, file),
-        len,
-    )
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+    let map = std::sync::Arc::new(Mapping::map(&file, len).map_err(|e| Error::io(path, e))?);
+    read(path, map.bytes(), Some(&map))
 }
 
-fn read<R: std::io::Read>(path: &Path, input: R, len: u64) -> Result<(Resolver, Vec<SourceStamp>)> {
-    let mut r = Reader {
-        path,
-        input,
-        at: 0,
-        left: len,
-    };
+fn read(
+    path: &Path,
+    data: &[u8],
+    map: Option<&std::sync::Arc<Mapping>>,
+) -> Result<(Resolver, Vec<SourceStamp>)> {
+    let mut r = Reader { path, data, at: 0 };
     if r.array::<16>()? != *MAGIC {
         return Err(r.corrupt("not a modaliasd index"));
     }
@@ -217,10 +246,12 @@ fn read<R: std::io::Read>(path: &Path, input: R, len: u64) -> Result<(Resolver, 
     res.symbol_bytes = r.vec()?;
     res.entries = r.vec()?;
     res.alias_entries = r.u32()?;
-    res.pattern_bytes = r.vec()?;
+    res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
+    r.align()?;
+    let code = r.stored::<u32>(map)?;
     let mut a = Automaton {
-        code: r.vec()?,
+        code,
         classes: r.vec()?,
         ..Default::default()
     };
@@ -243,7 +274,7 @@ fn read<R: std::io::Read>(path: &Path, input: R, len: u64) -> Result<(Resolver, 
         }
         irregular.push((p, literal, r.u32()?));
     }
-    if r.left != 0 {
+    if r.at != data.len() {
         return Err(r.corrupt("trailing bytes"));
     }
     res.patterns = PatternSet {
@@ -251,6 +282,11 @@ fn read<R: std::io::Read>(path: &Path, input: R, len: u64) -> Result<(Resolver, 
         irregular,
     };
     validate(&res).map_err(|what| Error::corrupt(path, 0, what))?;
+    // Every other section was copied out and the automaton is validated: drop all the pages;
+    // lookups fault back in just the automaton pages they walk.
+    if let Some(map) = map {
+        map.release(0..data.len());
+    }
     Ok((res, stamps))
 }
 
