@@ -50,6 +50,8 @@ const CHAIN: u32 = 1 << 31;
 pub struct Automaton {
     /// Nodes, each a run of words; the root is at offset 0.
     pub(crate) code: Code,
+    /// The words while building; moved into `code` when done.
+    pub(crate) building: Vec<u32>,
     pub(crate) classes: Vec<ByteSet>,
     /// Literal sets of "contains" stars: (strings, value lists), see the module docs.
     pub(crate) contains: Vec<ContainsSet>,
@@ -58,58 +60,78 @@ pub struct Automaton {
 }
 
 /// An array built in memory, or used in place from a mapped saved index file so that only the
-/// pages lookups touch stay resident (the automaton's words, the pattern text).
-#[derive(Debug)]
-pub(crate) enum Stored<T: 'static> {
-    Owned(Vec<T>),
-    Mapped {
-        map: std::sync::Arc<Mapping>,
-        /// In bytes from the start of the mapping, a multiple of `T`'s alignment.
-        offset: usize,
-        len: usize,
-    },
+/// pages lookups touch stay resident (the automaton's words, the pattern text). It keeps the
+/// slice's pointer and length next to whatever keeps the memory alive, so reading it is as
+/// cheap as reading a slice: lookups index it in their innermost loop.
+pub(crate) struct Stored<T: 'static> {
+    ptr: *const T,
+    len: usize,
+    _owner: Owner<T>,
 }
+
+#[allow(dead_code)] // the owners are held only to keep the memory alive
+enum Owner<T> {
+    Vec(Vec<T>),
+    Map(std::sync::Arc<Mapping>),
+}
+
+// SAFETY: the memory is never written after construction (a Vec is not touched again, a mapping
+// is read-only), so sharing the pointer between threads is sound when T is.
+unsafe impl<T: Send + Sync> Send for Stored<T> {}
+unsafe impl<T: Send + Sync> Sync for Stored<T> {}
 
 /// The automaton's words.
 pub(crate) type Code = Stored<u32>;
 
+impl<T> std::fmt::Debug for Stored<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stored({} elements)", self.len)
+    }
+}
+
 impl<T> Default for Stored<T> {
     fn default() -> Self {
-        Stored::Owned(Vec::new())
+        Stored::from_vec(Vec::new())
     }
 }
 
 impl<T: Clone> Clone for Stored<T> {
     fn clone(&self) -> Self {
-        Stored::Owned(self.to_vec())
+        Stored::from_vec(self.to_vec())
     }
 }
 
 impl<T> Stored<T> {
+    pub(crate) fn from_vec(v: Vec<T>) -> Self {
+        // The heap buffer does not move when the Vec does, so the pointer stays valid.
+        Stored {
+            ptr: v.as_ptr(),
+            len: v.len(),
+            _owner: Owner::Vec(v),
+        }
+    }
+
     /// `len` elements at byte `offset` of `map`, if they lie inside it, aligned.
     pub(crate) fn mapped(map: &std::sync::Arc<Mapping>, offset: usize, len: usize) -> Option<Self> {
         let bytes = len.checked_mul(std::mem::size_of::<T>())?;
         let fits = offset.checked_add(bytes)? <= map.len;
         let aligned = (map.ptr as usize + offset) % std::mem::align_of::<T>() == 0;
-        (fits && aligned).then(|| Stored::Mapped {
-            map: map.clone(),
-            offset,
+        (fits && aligned).then(|| Stored {
+            // SAFETY: inside the mapping, as just checked.
+            ptr: unsafe { map.ptr.add(offset) }.cast::<T>(),
             len,
+            _owner: Owner::Map(map.clone()),
         })
     }
 }
 
 impl<T> std::ops::Deref for Stored<T> {
     type Target = [T];
+    #[inline]
     fn deref(&self) -> &[T] {
-        match self {
-            Stored::Owned(v) => v,
-            // SAFETY: the mapping is read-only and lives as long as the Arc; `mapped` checked
-            // that the range lies inside it and is aligned for T, and every T here is Plain.
-            Stored::Mapped { map, offset, len } => unsafe {
-                std::slice::from_raw_parts(map.ptr.add(*offset).cast::<T>(), *len)
-            },
-        }
+        // SAFETY: ptr and len describe memory owned by `_owner` (a Vec's buffer or a checked,
+        // aligned range of a read-only mapping of Plain values), alive as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
@@ -409,6 +431,7 @@ impl Automaton {
             ..Default::default()
         };
         out.emit(&nodes);
+        out.code = Stored::from_vec(std::mem::take(&mut out.building));
         out
     }
 
@@ -491,7 +514,7 @@ impl Automaton {
         // (build node, is a star target, word to patch with this node's offset)
         let mut work: Vec<(usize, bool, Option<usize>)> = vec![(0, false, None)];
         while let Some((start, star_target, patch)) = work.pop() {
-            let offset = self.code.len() as u32;
+            let offset = self.building.len() as u32;
             if let Some(p) = patch {
                 self.code_mut()[p] = offset;
             }
@@ -524,7 +547,7 @@ impl Automaton {
                         self.code_mut().push(seg.len() as u32);
                         self.push_bytes(seg);
                     }
-                    work.push((next, true, Some(self.code.len())));
+                    work.push((next, true, Some(self.building.len())));
                     self.code_mut().push(NONE);
                     continue;
                 }
@@ -570,22 +593,22 @@ impl Automaton {
             // right after this node.
             let mut children = Vec::new();
             for &(_, c) in &lits {
-                children.push((c as usize, false, Some(self.code.len())));
+                children.push((c as usize, false, Some(self.building.len())));
                 self.code_mut().push(NONE);
             }
             if let Some(&(_, c)) = star {
-                children.push((c as usize, true, Some(self.code.len())));
+                children.push((c as usize, true, Some(self.building.len())));
                 self.code_mut().push(NONE);
             }
             if let Some(&(_, c)) = any {
-                children.push((c as usize, false, Some(self.code.len())));
+                children.push((c as usize, false, Some(self.building.len())));
                 self.code_mut().push(NONE);
             }
             if !classes.is_empty() {
                 self.code_mut().push(classes.len() as u32);
                 for &(class, c) in &classes {
                     self.code_mut().push(class);
-                    children.push((c as usize, false, Some(self.code.len())));
+                    children.push((c as usize, false, Some(self.building.len())));
                     self.code_mut().push(NONE);
                 }
             }
@@ -599,10 +622,7 @@ impl Automaton {
 
     /// The words while building (always owned then).
     fn code_mut(&mut self) -> &mut Vec<u32> {
-        match &mut self.code {
-            Stored::Owned(v) => v,
-            Stored::Mapped { .. } => unreachable!("a mapped automaton is never built on"),
-        }
+        &mut self.building
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) {

@@ -252,7 +252,7 @@ impl Resolver {
             });
             pattern_bytes.extend_from_slice(&e.pattern);
         }
-        r.pattern_bytes = crate::matcher::automaton::Stored::Owned(pattern_bytes);
+        r.pattern_bytes = crate::matcher::automaton::Stored::from_vec(pattern_bytes);
         r.alias_entries = alias_order.len() as u32;
         r.patterns = PatternSet::build_with(
             Syntax::Libkmod,

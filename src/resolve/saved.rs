@@ -123,7 +123,7 @@ impl Reader<'_> {
     /// A section used in place from `map` when there is one, copied otherwise.
     fn stored<T: Plain>(&mut self, map: Option<&std::sync::Arc<Mapping>>) -> Result<Stored<T>> {
         let Some(map) = map else {
-            return Ok(Stored::Owned(self.vec()?));
+            return Ok(Stored::from_vec(self.vec()?));
         };
         let (count, range) = self.section::<T>()?;
         Stored::mapped(map, range.start, count).ok_or_else(|| self.corrupt("section not aligned"))
