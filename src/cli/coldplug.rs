@@ -1,8 +1,8 @@
 //! `modaliasd coldplug --scan`: drivers for the devices present now.
 
 use super::{
-    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
-    TreeOptions, record::number,
+    CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
+    record::number,
 };
 use crate::daemon::{DryRun, Processor, Work, mark_settled, spawn_program, sysfs};
 use crate::loader::Loader;
@@ -66,23 +66,16 @@ Options:
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut tree_options = TreeOptions::default();
-    let mut config_options = ConfigOptions::default();
+    let mut common = CommonOptions::default();
     let mut dry_run = false;
     let mut scan = false;
     let mut quiet = Duration::from_millis(500);
     let mut timeout = Duration::from_secs(30);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
-                let name = name.to_owned();
-                tree_options.set(&name, &mut parser)?;
-            }
-            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
-                .paths
-                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
-            lexopt::Arg::Long("cmdline") => {
-                config_options.cmdline = Some(super::value(&mut parser)?)
+            a if CommonOptions::takes(&a) => {
+                let key = CommonOptions::key(&a);
+                common.set(&key, &mut parser)?;
             }
             lexopt::Arg::Long("scan") => scan = true,
             lexopt::Arg::Long("dry-run") => dry_run = true,
@@ -106,7 +99,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 .map_err(|e| format!("netlink socket: {e}"))?,
         )
     };
-    let setup = Setup::load(&tree_options, config_options)?;
+    let setup = Setup::load(&common.tree, common.config.clone())?;
     let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
     let mut processor = Processor::new(&planner, &setup.rules);
     let mut all = Work::default();

@@ -1,8 +1,6 @@
 //! `modaliasd config`: the effective modprobe.d configuration with the origin of each entry.
 
-use super::{
-    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, TreeOptions,
-};
+use super::{CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP};
 use crate::modprobe::Config;
 use std::ffi::OsString;
 use std::io::Write;
@@ -28,19 +26,12 @@ Options:
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut tree_options = TreeOptions::default();
-    let mut config_options = ConfigOptions::default();
+    let mut common = CommonOptions::default();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
-                let name = name.to_owned();
-                tree_options.set(&name, &mut parser)?;
-            }
-            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
-                .paths
-                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
-            lexopt::Arg::Long("cmdline") => {
-                config_options.cmdline = Some(super::value(&mut parser)?)
+            a if CommonOptions::takes(&a) => {
+                let key = CommonOptions::key(&a);
+                common.set(&key, &mut parser)?;
             }
             lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
                 print!("{}", help());
@@ -49,7 +40,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let sources = config_options.sources(&tree_options);
+    let sources = common.config.clone().sources(&common.tree);
     let config = Config::load(&sources);
     for w in &config.warnings {
         eprintln!("modaliasd: {w}");

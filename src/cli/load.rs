@@ -1,8 +1,8 @@
 //! `modaliasd load`: modprobe's decisions for names and MODALIAS strings.
 
 use super::{
-    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP,
-    TreeOptions, report_warnings,
+    CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP,
+    report_warnings,
 };
 use crate::index::ModuleTree;
 use crate::loader::Loader;
@@ -44,23 +44,16 @@ or a module failed to load, 2 usage error or fatal error.
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut tree_options = TreeOptions::default();
-    let mut config_options = ConfigOptions::default();
+    let mut common = CommonOptions::default();
     let mut mode = BlacklistMode::AliasOnly;
     let mut extra = String::new();
     let mut dry_run = false;
     let mut names = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
-                .paths
-                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
-            lexopt::Arg::Long("cmdline") => {
-                config_options.cmdline = Some(super::value(&mut parser)?)
-            }
-            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
-                let name = name.to_owned();
-                tree_options.set(&name, &mut parser)?;
+            a if CommonOptions::takes(&a) => {
+                let key = CommonOptions::key(&a);
+                common.set(&key, &mut parser)?;
             }
             lexopt::Arg::Short('b') | lexopt::Arg::Long("use-blacklist") => {
                 mode = BlacklistMode::Always
@@ -83,16 +76,16 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     if names.is_empty() {
         return Err("load: no NAME or MODALIAS given (see 'modaliasd load --help')".into());
     }
-    let dir = tree_options.module_dir()?;
+    let dir = common.tree.module_dir()?;
     let kver = dir
         .file_name()
         .map(|k| k.to_string_lossy().into_owned())
         .unwrap_or_default();
     let (resolver, warnings, _) =
-        load_or_build(&dir, &tree_options.cache_policy()).map_err(|e| e.to_string())?;
+        load_or_build(&dir, &common.tree.cache_policy()).map_err(|e| e.to_string())?;
     report_warnings(&warnings, 20);
     let tree = ModuleTree::load_modules(&dir).map_err(|e| e.to_string())?;
-    let config = Config::load(&config_options.sources(&tree_options));
+    let config = Config::load(&common.config.clone().sources(&common.tree));
     for w in &config.warnings {
         eprintln!("modaliasd: {w}");
     }
@@ -125,7 +118,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         }
     }
     if !plans.is_empty() {
-        let root = tree_options.root.clone().unwrap_or_else(|| "/".into());
+        let root = common.tree.root.clone().unwrap_or_else(|| "/".into());
         let loader = Loader::new(LinuxKernel::new(&root), dir.clone());
         let required: std::collections::HashSet<&str> = plans
             .iter()

@@ -83,7 +83,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 /// `--root`, `--kver` and the index options shared by the commands that read a module directory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct TreeOptions {
     pub root: Option<PathBuf>,
     pub kver: Option<String>,
@@ -163,6 +163,44 @@ impl ConfigOptions {
             root,
             paths: self.paths,
         }
+    }
+}
+
+/// The module-directory and modprobe.d options every planning command takes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CommonOptions {
+    pub tree: TreeOptions,
+    pub config: ConfigOptions,
+}
+
+impl CommonOptions {
+    /// Whether `arg` is one of ours. (A separate step from [`CommonOptions::set`] because the
+    /// argument borrows the parser that `set` needs.)
+    pub fn takes(arg: &lexopt::Arg) -> bool {
+        match arg {
+            lexopt::Arg::Long(name) => {
+                TreeOptions::takes(name) || matches!(*name, "config" | "cmdline")
+            }
+            lexopt::Arg::Short('C') => true,
+            _ => false,
+        }
+    }
+
+    /// The option's name, owned, for [`CommonOptions::set`].
+    pub fn key(arg: &lexopt::Arg) -> String {
+        match arg {
+            lexopt::Arg::Long(name) => (*name).to_owned(),
+            _ => "config".to_owned(),
+        }
+    }
+
+    pub fn set(&mut self, key: &str, parser: &mut lexopt::Parser) -> Result<(), String> {
+        match key {
+            "config" => self.config.paths.push(PathBuf::from(value(parser)?)),
+            "cmdline" => self.config.cmdline = Some(value(parser)?),
+            tree => self.tree.set(tree, parser)?,
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,7 @@
 //! `modaliasd replay FILE`: a recording through the daemon's pipeline.
 
 use super::{
-    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
-    TreeOptions,
+    CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
 };
 use crate::daemon::{DryRun, Processor, spawn_program};
 use crate::loader::Loader;
@@ -37,22 +36,15 @@ Broken lines of the recording are reported with their numbers and skipped (exit 
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut tree_options = TreeOptions::default();
-    let mut config_options = ConfigOptions::default();
+    let mut common = CommonOptions::default();
     let mut dry_run = false;
     let mut speed = Some(1.0f64);
     let mut file = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
-                let name = name.to_owned();
-                tree_options.set(&name, &mut parser)?;
-            }
-            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
-                .paths
-                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
-            lexopt::Arg::Long("cmdline") => {
-                config_options.cmdline = Some(super::value(&mut parser)?)
+            a if CommonOptions::takes(&a) => {
+                let key = CommonOptions::key(&a);
+                common.set(&key, &mut parser)?;
             }
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("speed") => {
@@ -82,7 +74,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.to_string_lossy()))?;
         Box::new(std::io::BufReader::new(f))
     };
-    let setup = Setup::load(&tree_options, config_options)?;
+    let setup = Setup::load(&common.tree, common.config.clone())?;
     let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
     let mut processor = Processor::new(&planner, &setup.rules);
     let stdout = std::io::stdout();

@@ -1,8 +1,7 @@
 //! `modaliasd run`: the daemon.
 
 use super::{
-    CONFIG_OPTIONS_HELP, ConfigOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, TreeOptions,
-    record::number,
+    CONFIG_OPTIONS_HELP, CommonOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, record::number,
 };
 use crate::daemon::signals::{self, Signal, Signals};
 use crate::daemon::{DryRun, Processor, Work, mark_settled, sd_notify, spawn_program, sysfs};
@@ -47,8 +46,7 @@ Options:
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut tree_options = TreeOptions::default();
-    let mut config_options = ConfigOptions::default();
+    let mut common = CommonOptions::default();
     let mut dry_run = false;
     let mut coldplug = false;
     let mut rebroadcast = false;
@@ -56,15 +54,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut idle = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            lexopt::Arg::Long(name) if TreeOptions::takes(name) => {
-                let name = name.to_owned();
-                tree_options.set(&name, &mut parser)?;
-            }
-            lexopt::Arg::Short('C') | lexopt::Arg::Long("config") => config_options
-                .paths
-                .push(std::path::PathBuf::from(super::value(&mut parser)?)),
-            lexopt::Arg::Long("cmdline") => {
-                config_options.cmdline = Some(super::value(&mut parser)?)
+            a if CommonOptions::takes(&a) => {
+                let key = CommonOptions::key(&a);
+                common.set(&key, &mut parser)?;
             }
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("coldplug") => coldplug = true,
@@ -90,7 +82,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     } else {
         None
     };
-    let mut setup = Setup::load(&tree_options, config_options.clone())?;
+    let mut setup = Setup::load(&common.tree, common.config.clone())?;
     mark_settled(&setup.root, false);
     release_free_memory();
     let stdout = std::io::stdout();
@@ -169,7 +161,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         Some(Signal::Stop) => break None,
                         Some(Signal::Reload) => {
                             sd_notify("RELOADING=1");
-                            match Setup::load(&tree_options, config_options.clone()) {
+                            match Setup::load(&common.tree, common.config.clone()) {
                                 Ok(new) => {
                                     eprintln!("modaliasd: reloaded configuration, rules and index");
                                     break Some(new);

@@ -46,6 +46,19 @@ pub struct Listener {
     pub stats: Stats,
 }
 
+/// A new, unbound `NETLINK_KOBJECT_UEVENT` socket.
+fn uevent_socket() -> std::io::Result<OwnedFd> {
+    // SAFETY: a plain socket call; the descriptor is owned right away.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_KOBJECT_UEVENT,
+        )
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn check(ret: libc::c_int) -> std::io::Result<libc::c_int> {
     if ret < 0 {
         Err(std::io::Error::last_os_error())
@@ -57,15 +70,7 @@ fn check(ret: libc::c_int) -> std::io::Result<libc::c_int> {
 impl Listener {
     /// Opens and binds a listener on `group` with a receive buffer of `receive_buffer` bytes.
     pub fn open(group: u32, receive_buffer: usize) -> std::io::Result<Listener> {
-        // SAFETY: plain socket syscalls with valid arguments; the fd is owned right away.
-        let fd = check(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_KOBJECT_UEVENT,
-            )
-        })?;
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = uevent_socket()?;
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         addr.nl_groups = 1 << (group - 1);
@@ -219,16 +224,8 @@ pub struct Rebroadcaster {
 
 impl Rebroadcaster {
     pub fn open() -> std::io::Result<Rebroadcaster> {
-        // SAFETY: a plain socket call; the fd is owned right away.
-        let fd = check(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_KOBJECT_UEVENT,
-            )
-        })?;
         Ok(Rebroadcaster {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: uevent_socket()?,
         })
     }
 
