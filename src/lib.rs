@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod error;
 pub mod index;
 pub mod loader;
+pub mod logging;
 pub mod matcher;
 pub mod modprobe;
 pub mod names;

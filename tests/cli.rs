@@ -260,3 +260,97 @@ fn load_show_depends_prints_target_paths_once_and_exits_like_modprobe() {
         stderr(&o)
     );
 }
+
+/// `-q` keeps errors and drops warnings; `-v` is accepted after the command too.
+#[test]
+fn quiet_keeps_errors_and_drops_warnings() {
+    let root = small_root();
+    let loud = modaliasd(root.path(), &["--no-index"], Some(b"usb:v[\n"));
+    assert!(
+        stderr(&loud).contains("modules.alias:7:"),
+        "{}",
+        stderr(&loud)
+    );
+    let quiet = modaliasd(root.path(), &["--no-index", "-q"], Some(b"usb:v[\n"));
+    let err = stderr(&quiet);
+    assert!(!err.contains("modules.alias:7:"), "{err}");
+    assert!(err.contains("stdin:1: usb:v[: unmatched bracket"), "{err}");
+    assert_eq!(quiet.status.code(), Some(1));
+    assert_eq!(stdout(&quiet), stdout(&loud));
+}
+
+/// `--log-format json`: every stderr line is one JSON object with a level and the message.
+#[test]
+fn json_log_lines_are_objects_with_level_and_message() {
+    let root = small_root();
+    let o = modaliasd(
+        root.path(),
+        &["--no-index", "--log-format", "json"],
+        Some(b"usb:v[\n"),
+    );
+    let err = stderr(&o);
+    let objects: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let warning = objects
+        .iter()
+        .find(|o| o["message"].as_str().unwrap().contains("modules.alias:7:"))
+        .expect("the module directory's warning");
+    assert_eq!(warning["level"], "WARN");
+    let error = objects
+        .iter()
+        .find(|o| o["message"].as_str().unwrap().contains("stdin:1:"))
+        .expect("the bad input line");
+    assert_eq!(error["level"], "ERROR");
+    assert!(
+        modaliasd(root.path(), &["--log-format=xml"], None)
+            .status
+            .code()
+            == Some(2)
+    );
+}
+
+/// Under systemd, stderr is the journal's stream and `$JOURNAL_STREAM` names it: each line then
+/// starts with its syslog priority. A file stands in for the socket; only the identity matters.
+#[test]
+fn journal_priority_prefixes_only_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let root = small_root();
+    let log = root.path().join("stderr.log");
+    let run = |journal_stream: &str| -> String {
+        let file = std::fs::File::create(&log).unwrap();
+        let status = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .args(["resolve", "--no-index", "--root"])
+            .arg(root.path())
+            .args(["--kver", KVER, "usb:v["])
+            .env("JOURNAL_STREAM", journal_stream)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1));
+        std::fs::read_to_string(&log).unwrap()
+    };
+    // Created (and truncated again) by `run`: the inode stays the same.
+    std::fs::File::create(&log).unwrap();
+    let meta = std::fs::metadata(&log).unwrap();
+    let journal = run(&format!("{}:{}", meta.dev(), meta.ino()));
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.starts_with("<4>modaliasd: warning: ")),
+        "{journal}"
+    );
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.starts_with("<3>modaliasd: argument:1: usb:v[")),
+        "{journal}"
+    );
+    let elsewhere = run(&format!("{}:{}", meta.dev(), meta.ino() + 1));
+    assert!(
+        elsewhere.lines().all(|l| l.starts_with("modaliasd: ")),
+        "{elsewhere}"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,6 +34,7 @@ fn replaying_a_recorded_coldplug_plans_what_modprobe_would() {
     let out = modaliasd()
         .args([
             "replay",
+            "-v",
             "--dry-run",
             "--as-fast-as-possible",
             "--cmdline",
@@ -89,6 +91,29 @@ fn replaying_a_recorded_coldplug_plans_what_modprobe_would() {
     let expected = distinct(&expected_raw, &prefix);
     assert!(expected.len() >= 10);
     assert_eq!(distinct(&out.stdout, &prefix), expected);
+
+    // `-v` names each distinct modalias's decision once; every module it names is in the plan.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    // (Escaped bytes are spelled differently in recordings and in logs; those are left out.)
+    let distinct_modaliases: HashSet<&String> =
+        modaliases.iter().filter(|m| !m.contains('\\')).collect();
+    for m in distinct_modaliases {
+        let head = format!("modaliasd: debug: {m}: ");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(&head)).collect();
+        assert_eq!(lines.len(), 1, "{m}: {lines:?}");
+        let decision = &lines[0][head.len()..];
+        if decision != "no module" && decision != "nothing to load" {
+            for module in decision.split(' ') {
+                let found = plan.split_whitespace().any(|word| {
+                    let name = word.rsplit('/').next().unwrap_or("");
+                    let stem = name.split(".ko").next().unwrap_or("");
+                    stem.replace('-', "_") == module
+                });
+                assert!(found, "{m}: {module} not in the plan:\n{plan}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -139,7 +139,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 }
                 Received::Overflow => {
                     // Our own events were lost: read what they would have said.
-                    eprintln!("modaliasd: receive buffer overflowed: reading sysfs instead");
+                    tracing::warn!("receive buffer overflowed: reading sysfs instead");
                     for message in sysfs::scan(&setup.root) {
                         if let Ok(event) = Event::parse(&message) {
                             add(processor.handle(&event));
@@ -151,8 +151,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
         }
         if returned < triggered {
-            eprintln!(
-                "modaliasd: {returned} of {triggered} triggered events came back before the timeout"
+            tracing::warn!(
+                "{returned} of {triggered} triggered events came back before the timeout"
             );
         }
     }
@@ -171,7 +171,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         }
         for (_, r) in loader.load_plans(&work.plans) {
             if let Err(e) = r {
-                eprintln!("modaliasd: {e}");
+                tracing::error!("{e}");
                 *failures += 1;
             }
         }

@@ -48,8 +48,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let resolver = Resolver::build(&tree);
     let file = output.unwrap_or_else(|| dir.join(FILE_NAME));
     save(&file, &resolver, &tree.sources).map_err(|e| e.to_string())?;
-    eprintln!(
-        "modaliasd: compiled {} aliases into {}",
+    tracing::info!(
+        "compiled {} aliases into {}",
         resolver.alias_count(),
         file.display()
     );

@@ -43,7 +43,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let sources = common.config.clone().sources(&common.tree);
     let config = Config::load(&sources);
     for w in &config.warnings {
-        eprintln!("modaliasd: {w}");
+        tracing::warn!("{w}");
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -87,7 +87,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let tree = ModuleTree::load_modules(&dir).map_err(|e| e.to_string())?;
     let config = Config::load(&common.config.clone().sources(&common.tree));
     for w in &config.warnings {
-        eprintln!("modaliasd: {w}");
+        tracing::warn!("{w}");
     }
     let planner = Planner::new(&tree, &resolver, &config);
     let target_dir = format!("/lib/modules/{kver}");
@@ -99,10 +99,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     for name in &names {
         match planner.plan(name, mode, &extra) {
             Outcome::NotFound => {
-                eprintln!(
-                    "modaliasd: Module {name} not found in directory {}",
-                    dir.display()
-                );
+                tracing::error!("Module {name} not found in directory {}", dir.display());
                 status = EXIT_INVALID_INPUT;
             }
             Outcome::Steps(steps) if dry_run => {
@@ -128,7 +125,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             .collect();
         for (module, result) in loader.load_plans(&plans) {
             if let Err(e) = result {
-                eprintln!("modaliasd: {e}");
+                tracing::error!("{e}");
                 if required.contains(module.as_str()) {
                     status = EXIT_INVALID_INPUT;
                 }

@@ -26,7 +26,7 @@ pub const EXIT_FAILURE: i32 = 2;
 const HELP: &str = "\
 modaliasd: kernel hotplug events in, loaded drivers out.
 
-Usage: modaliasd COMMAND [OPTIONS]
+Usage: modaliasd [-v|-q] [--log-format text|json] COMMAND [OPTIONS]
 
 Commands:
   resolve   print the modules that MODALIAS strings or module names resolve to
@@ -39,11 +39,24 @@ Commands:
   replay    feed a recording through the daemon's pipeline (--dry-run: print what it would do)
   settle    wait until coldplug is complete
 
+Diagnostics (stderr, accepted before or after the command):
+  -v, --verbose   also per-event decisions; -vv everything
+  -q, --quiet     errors only
+  --log-format F  'text' (default; journald priorities when stderr is the journal) or 'json'
+
 Run 'modaliasd COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
 ";
 
 pub fn main(args: Vec<OsString>) -> i32 {
+    let (log_options, args) = match crate::logging::take_options(args) {
+        Ok(taken) => taken,
+        Err(message) => {
+            eprintln!("modaliasd: {message}");
+            return EXIT_FAILURE;
+        }
+    };
+    crate::logging::init(log_options);
     let mut args = args.into_iter();
     let Some(command) = args.next() else {
         eprint!("{HELP}");
@@ -76,7 +89,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("modaliasd: {message}");
+            tracing::error!("{message}");
             EXIT_FAILURE
         }
     }
@@ -231,11 +244,11 @@ impl Setup {
             crate::index::ModuleTree::load_modules(&dir).map_err(|e| e.to_string())?;
         let config = crate::modprobe::Config::load(&config.sources(tree));
         for w in &config.warnings {
-            eprintln!("modaliasd: {w}");
+            tracing::warn!("{w}");
         }
         let rules = crate::rules::Rules::load(&root);
         for e in &rules.errors {
-            eprintln!("modaliasd: {e}");
+            tracing::warn!("{e}");
         }
         Ok(Setup {
             root,
@@ -267,11 +280,11 @@ pub(crate) fn string(parser: &mut lexopt::Parser) -> Result<String, String> {
 /// Prints the module directory's warnings, at most `limit` of them.
 pub(crate) fn report_warnings(warnings: &[crate::index::Warning], limit: usize) {
     for w in warnings.iter().take(limit) {
-        eprintln!("modaliasd: warning: {w}");
+        tracing::warn!("{w}");
     }
     if warnings.len() > limit {
-        eprintln!(
-            "modaliasd: warning: {} more problems in the module directory not shown",
+        tracing::warn!(
+            "{} more problems in the module directory not shown",
             warnings.len() - limit
         );
     }

@@ -69,8 +69,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     .map_err(|e| e.to_string())?;
                 recorded += 1;
             }
-            Received::Overflow => eprintln!("modaliasd: receive buffer overflowed: events lost"),
-            Received::Rejected(why) => eprintln!("modaliasd: message refused: {why}"),
+            Received::Overflow => tracing::error!("receive buffer overflowed: events lost"),
+            Received::Rejected(why) => tracing::warn!("message refused: {why}"),
         }
     }
     Ok(EXIT_OK)

@@ -88,7 +88,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         let recorded = match item {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("modaliasd: {}: {e}", file.to_string_lossy());
+                tracing::error!("{}: {e}", file.to_string_lossy());
                 bad_lines += 1;
                 continue;
             }
@@ -110,7 +110,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 }
                 for (_, result) in loader.load_plans(&work.plans) {
                     if let Err(e) = result {
-                        eprintln!("modaliasd: {e}");
+                        tracing::error!("{e}");
                         failures += 1;
                     }
                 }

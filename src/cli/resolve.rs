@@ -122,7 +122,7 @@ impl<W: Write> Output<'_, W> {
                 LineRead::End => return Ok(()),
                 LineRead::TooLong => {
                     self.invalid += 1;
-                    eprintln!("modaliasd: stdin:{number}: line longer than 1 MiB; skipped");
+                    tracing::warn!("stdin:{number}: line longer than 1 MiB; skipped");
                 }
                 LineRead::Line => self.one(&line, number, "stdin")?,
             }
@@ -140,10 +140,7 @@ impl<W: Write> Output<'_, W> {
         };
         if let Some(e) = &error {
             self.invalid += 1;
-            eprintln!(
-                "modaliasd: {origin}:{number}: {}: {e}",
-                input.escape_ascii()
-            );
+            tracing::error!("{origin}:{number}: {}: {e}", input.escape_ascii());
             self.resolution = Resolution::default();
         }
         if self.json {

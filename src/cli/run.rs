@@ -108,7 +108,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         }
                         for (_, r) in loader.load_plans(&work.plans) {
                             if let Err(e) = r {
-                                eprintln!("modaliasd: {e}");
+                                tracing::error!("{e}");
                             }
                         }
                     }
@@ -147,7 +147,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 }
                 mark_settled(&setup.root, true);
                 sd_notify("READY=1");
-                eprintln!("modaliasd: listening");
+                tracing::info!("listening");
                 first = false;
             }
             let next = loop {
@@ -163,12 +163,12 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                             sd_notify("RELOADING=1");
                             match Setup::load(&common.tree, common.config.clone()) {
                                 Ok(new) => {
-                                    eprintln!("modaliasd: reloaded configuration, rules and index");
+                                    tracing::info!("reloaded configuration, rules and index");
                                     break Some(new);
                                 }
                                 Err(e) => {
-                                    eprintln!(
-                                        "modaliasd: reload failed, keeping the current setup: {e}"
+                                    tracing::error!(
+                                        "reload failed, keeping the current setup: {e}"
                                     );
                                     sd_notify("READY=1");
                                 }
@@ -184,14 +184,12 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         deliver(work)?;
                         if let Some(r) = &rebroadcaster {
                             if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
-                                eprintln!("modaliasd: rebroadcast: {e}");
+                                tracing::warn!("rebroadcast: {e}");
                             }
                         }
                     }
                     Received::Overflow => {
-                        eprintln!(
-                            "modaliasd: receive buffer overflowed, events lost: rescanning sysfs"
-                        );
+                        tracing::warn!("receive buffer overflowed, events lost: rescanning sysfs");
                         rescan(&mut processor, &mut deliver)?;
                     }
                     Received::Rejected(_) => {}
@@ -215,9 +213,12 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     });
     result?;
     let s = listener.stats;
-    eprintln!(
-        "modaliasd: {} messages, {handled} events handled, {} refused (not from the kernel), {} malformed, {} overflows",
-        s.received, s.not_from_kernel, s.malformed, s.overflows
+    tracing::info!(
+        "{} messages, {handled} events handled, {} refused (not from the kernel), {} malformed, {} overflows",
+        s.received,
+        s.not_from_kernel,
+        s.malformed,
+        s.overflows
     );
     Ok(EXIT_OK)
 }

@@ -33,8 +33,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let started = Instant::now();
     while !marker.exists() {
         if started.elapsed() >= timeout {
-            eprintln!(
-                "modaliasd: settle: coldplug not complete after {} s",
+            tracing::error!(
+                "settle: coldplug not complete after {} s",
                 timeout.as_secs()
             );
             return Ok(EXIT_INVALID_INPUT);

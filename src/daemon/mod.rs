@@ -104,9 +104,18 @@ impl<'p> Processor<'p> {
 
     fn plan(&self, key: &str, work: &mut Work) {
         match self.planner.plan(key, BlacklistMode::Always, "") {
-            Outcome::Steps(steps) if !steps.is_empty() => work.plans.push(steps),
-            Outcome::Steps(_) => {}
-            Outcome::NotFound => work.unresolved.push(key.to_owned()),
+            Outcome::Steps(steps) if !steps.is_empty() => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let modules: Vec<&str> = steps.iter().map(|s| s.module.as_str()).collect();
+                    tracing::debug!("{}: {}", key.escape_debug(), modules.join(" "));
+                }
+                work.plans.push(steps)
+            }
+            Outcome::Steps(_) => tracing::debug!("{}: nothing to load", key.escape_debug()),
+            Outcome::NotFound => {
+                tracing::debug!("{}: no module", key.escape_debug());
+                work.unresolved.push(key.to_owned())
+            }
         }
     }
 }
@@ -161,13 +170,13 @@ pub fn spawn_program(program: &Program) {
             let command = program.command.clone();
             std::thread::spawn(move || match child.wait() {
                 Ok(status) if !status.success() => {
-                    eprintln!("modaliasd: '{command}' failed ({status})")
+                    tracing::warn!("'{command}' failed ({status})")
                 }
-                Err(e) => eprintln!("modaliasd: '{command}': {e}"),
+                Err(e) => tracing::warn!("'{command}': {e}"),
                 _ => {}
             });
         }
-        Err(e) => eprintln!("modaliasd: cannot run '{}': {e}", program.command),
+        Err(e) => tracing::error!("cannot run '{}': {e}", program.command),
     }
 }
 
@@ -186,7 +195,7 @@ pub fn sd_notify(state: &str) {
     };
     let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
     if let Err(e) = sent {
-        eprintln!("modaliasd: sd_notify({state}): {e}");
+        tracing::warn!("sd_notify({state}): {e}");
     }
 }
 
@@ -208,6 +217,6 @@ pub fn mark_settled(root: &std::path::Path, done: bool) {
         }
     };
     if let Err(e) = result {
-        eprintln!("modaliasd: {}: {e}", marker.display());
+        tracing::warn!("{}: {e}", marker.display());
     }
 }

@@ -111,8 +111,8 @@ impl<K: Kernel> Loader<K> {
         let started = Instant::now();
         let result = self.insert(step);
         if started.elapsed() >= self.slow {
-            eprintln!(
-                "modaliasd: loading {} took {:.1} s",
+            tracing::warn!(
+                "loading {} took {:.1} s",
                 step.module,
                 started.elapsed().as_secs_f64()
             );
@@ -198,7 +198,7 @@ impl<K: Kernel> Loader<K> {
         match compression::decompress(compression, &data) {
             Ok(image) => self.kernel.init_module(&step.module, &image, options),
             Err(e) => {
-                eprintln!("modaliasd: {}: {e}", path.display());
+                tracing::error!("{}: {e}", path.display());
                 Err(Errno(libc::ENOEXEC))
             }
         }
