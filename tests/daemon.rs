@@ -630,3 +630,56 @@ fn handled_events_are_rebroadcast_on_group_4() {
     let _ = daemon_stderr();
     assert!(String::from_utf8_lossy(&out.stdout).contains("/e1000e.ko.xz"));
 }
+
+/// Waits up to `seconds` for the libudev monitor to have an event.
+fn next_udev_event(monitor: &udev::MonitorSocket, seconds: i32) -> Option<udev::Event> {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: monitor.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ready = unsafe { libc::poll(&mut poll, 1, seconds * 1000) };
+    if ready <= 0 {
+        return None;
+    }
+    monitor.iter().next()
+}
+
+/// libudev itself (through the `udev` crate) is the judge of the group-2 format: its kernel-side
+/// socket filter compares our subsystem hash, and its parser must accept the header and
+/// properties.
+#[test]
+fn handled_events_reach_libudev_monitors_on_group_2() {
+    if !in_namespace() {
+        return in_new_netns("handled_events_reach_libudev_monitors_on_group_2");
+    }
+    let kernel = kernel_tree("6.12");
+    let pci = udev::MonitorBuilder::new()
+        .and_then(|m| m.match_subsystem("pci"))
+        .and_then(|m| m.listen())
+        .expect("libudev monitor");
+    let usb = udev::MonitorBuilder::new()
+        .and_then(|m| m.match_subsystem("usb"))
+        .and_then(|m| m.listen())
+        .expect("libudev monitor");
+    let child = start_daemon(&kernel.root, &kernel.kver, &["--rebroadcast-libudev"]);
+    let sock = uevent_socket();
+    let devpath = "/devices/pci0000:00/0000:00:19.0";
+    let modalias = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+    inject(sock, &event(devpath, modalias));
+    let got = next_udev_event(&pci, 5).expect("libudev saw nothing on group 2");
+    assert_eq!(got.event_type(), udev::EventType::Add);
+    assert_eq!(got.devpath(), devpath);
+    assert_eq!(got.subsystem().unwrap(), "pci");
+    assert_eq!(got.property_value("MODALIAS").unwrap(), modalias);
+    assert!(got.sequence_number() > 0);
+    assert!(got.property_value("USEC_INITIALIZED").is_some());
+    assert!(
+        next_udev_event(&usb, 1).is_none(),
+        "a usb-only monitor received a pci event: the subsystem hash is wrong"
+    );
+    let out = child.wait_with_output().unwrap();
+    let _ = daemon_stderr();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/e1000e.ko.xz"));
+}

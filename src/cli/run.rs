@@ -8,10 +8,10 @@ use crate::daemon::{DryRun, Processor, Work, mark_settled, sd_notify, spawn_prog
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::plan::Planner;
-use crate::uevent::Event;
 use crate::uevent::netlink::{
     DEFAULT_RECEIVE_BUFFER, GROUP_KERNEL, GROUP_REBROADCAST, Listener, Rebroadcaster, Received,
 };
+use crate::uevent::{Event, libudev};
 use std::ffi::OsString;
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
@@ -37,6 +37,8 @@ Options:
   --coldplug      first load the drivers for the devices present now (sysfs scan)
   --rebroadcast   after handling each event, send it on netlink group 4 in kernel format (for
                   libudev-zero and other group-4 listeners)
+  --rebroadcast-libudev  after handling each event, send it on netlink group 2 in libudev's
+                  format, as udevd does (for libudev clients where no udevd runs)
   --receive-buffer BYTES  socket receive buffer (default 128 MiB)
   --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
   -h, --help      this help
@@ -50,6 +52,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut dry_run = false;
     let mut coldplug = false;
     let mut rebroadcast = false;
+    let mut rebroadcast_libudev = false;
     let mut buffer = DEFAULT_RECEIVE_BUFFER;
     let mut idle = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -61,6 +64,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("coldplug") => coldplug = true,
             lexopt::Arg::Long("rebroadcast") => rebroadcast = true,
+            lexopt::Arg::Long("rebroadcast-libudev") => rebroadcast_libudev = true,
             lexopt::Arg::Long("receive-buffer") => buffer = number(&mut parser)? as usize,
             lexopt::Arg::Long("idle-exit") => {
                 idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
@@ -77,7 +81,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let signals = Signals::new().map_err(|e| format!("signals: {e}"))?;
     let mut listener =
         Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
-    let rebroadcaster = if rebroadcast {
+    let rebroadcaster = if rebroadcast || rebroadcast_libudev {
         Some(Rebroadcaster::open().map_err(|e| format!("rebroadcast socket: {e}"))?)
     } else {
         None
@@ -183,8 +187,22 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         let work = processor.handle(&event);
                         deliver(work)?;
                         if let Some(r) = &rebroadcaster {
-                            if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
-                                tracing::warn!("rebroadcast: {e}");
+                            if rebroadcast {
+                                if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
+                                    tracing::warn!("rebroadcast: {e}");
+                                }
+                            }
+                            if rebroadcast_libudev {
+                                match libudev::encode(&event, monotonic_usec()) {
+                                    Some(message) => {
+                                        if let Err(e) = r.send(libudev::GROUP_LIBUDEV, &message) {
+                                            tracing::warn!("rebroadcast to libudev: {e}");
+                                        }
+                                    }
+                                    None => tracing::debug!(
+                                        "not passed on to libudev (no SUBSYSTEM or SEQNUM): {event:?}"
+                                    ),
+                                }
                             }
                         }
                     }
@@ -230,4 +248,15 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds: udevd's `USEC_INITIALIZED` clock.
+fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }

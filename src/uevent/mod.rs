@@ -6,6 +6,7 @@
 //! keeps at most [`MAX_VARS`] of them in a fixed array, so parsing never touches the heap. It is
 //! strict: anything that is not exactly that shape is an error, never a panic.
 
+pub mod libudev;
 pub mod netlink;
 pub mod record;
 
