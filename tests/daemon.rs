@@ -648,13 +648,20 @@ fn next_udev_event(monitor: &udev::MonitorSocket, seconds: i32) -> Option<udev::
 
 /// libudev itself (through the `udev` crate) is the judge of the group-2 format: its kernel-side
 /// socket filter compares our subsystem hash, and its parser must accept the header and
-/// properties.
+/// properties. Group 2 is used only while ROOT/run/udev/control exists.
 #[test]
 fn handled_events_reach_libudev_monitors_on_group_2() {
     if !in_namespace() {
         return in_new_netns("handled_events_reach_libudev_monitors_on_group_2");
     }
     let kernel = kernel_tree("6.12");
+    let root = TempDir::new("libudev");
+    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
+    std::os::unix::fs::symlink(
+        kernel.module_dir(),
+        root.path().join("lib/modules").join(&kernel.kver),
+    )
+    .unwrap();
     let pci = udev::MonitorBuilder::new()
         .and_then(|m| m.match_subsystem("pci"))
         .and_then(|m| m.listen())
@@ -663,10 +670,20 @@ fn handled_events_reach_libudev_monitors_on_group_2() {
         .and_then(|m| m.match_subsystem("usb"))
         .and_then(|m| m.listen())
         .expect("libudev monitor");
-    let child = start_daemon(&kernel.root, &kernel.kver, &["--rebroadcast-libudev"]);
+    let child = start_daemon(root.path(), &kernel.kver, &["--rebroadcast"]);
     let sock = uevent_socket();
-    let devpath = "/devices/pci0000:00/0000:00:19.0";
     let modalias = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00";
+
+    // No udevd control socket: libudev's group stays quiet.
+    inject(sock, &event("/devices/pci0000:00/0000:00:19.0", modalias));
+    assert!(
+        next_udev_event(&pci, 1).is_none(),
+        "group 2 used without ROOT/run/udev/control"
+    );
+
+    std::fs::create_dir_all(root.path().join("run/udev")).unwrap();
+    std::fs::write(root.path().join("run/udev/control"), b"").unwrap();
+    let devpath = "/devices/pci0000:00/0000:00:1f.0";
     inject(sock, &event(devpath, modalias));
     let got = next_udev_event(&pci, 5).expect("libudev saw nothing on group 2");
     assert_eq!(got.event_type(), udev::EventType::Add);

@@ -36,9 +36,8 @@ Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
   --coldplug      first load the drivers for the devices present now (sysfs scan)
   --rebroadcast   after handling each event, send it on netlink group 4 in kernel format (for
-                  libudev-zero and other group-4 listeners)
-  --rebroadcast-libudev  after handling each event, send it on netlink group 2 in libudev's
-                  format, as udevd does (for libudev clients where no udevd runs)
+                  libudev-zero and other group-4 listeners) and, while ROOT/run/udev/control
+                  exists (libudev monitors subscribe only then), on group 2 in libudev's format
   --receive-buffer BYTES  socket receive buffer (default 128 MiB)
   --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
   -h, --help      this help
@@ -52,7 +51,6 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut dry_run = false;
     let mut coldplug = false;
     let mut rebroadcast = false;
-    let mut rebroadcast_libudev = false;
     let mut buffer = DEFAULT_RECEIVE_BUFFER;
     let mut idle = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -64,7 +62,6 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("coldplug") => coldplug = true,
             lexopt::Arg::Long("rebroadcast") => rebroadcast = true,
-            lexopt::Arg::Long("rebroadcast-libudev") => rebroadcast_libudev = true,
             lexopt::Arg::Long("receive-buffer") => buffer = number(&mut parser)? as usize,
             lexopt::Arg::Long("idle-exit") => {
                 idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
@@ -81,7 +78,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let signals = Signals::new().map_err(|e| format!("signals: {e}"))?;
     let mut listener =
         Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
-    let rebroadcaster = if rebroadcast || rebroadcast_libudev {
+    let rebroadcaster = if rebroadcast {
         Some(Rebroadcaster::open().map_err(|e| format!("rebroadcast socket: {e}"))?)
     } else {
         None
@@ -135,6 +132,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
             let mut processor = Processor::new(&planner, &setup.rules);
             let root = setup.root.clone();
+            let udev_control = root.join("run/udev/control");
             let rescan = |processor: &mut Processor,
                           deliver: &mut dyn FnMut(Work) -> Result<(), String>|
              -> Result<(), String> {
@@ -187,12 +185,11 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         let work = processor.handle(&event);
                         deliver(work)?;
                         if let Some(r) = &rebroadcaster {
-                            if rebroadcast {
-                                if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
-                                    tracing::warn!("rebroadcast: {e}");
-                                }
+                            if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
+                                tracing::warn!("rebroadcast: {e}");
                             }
-                            if rebroadcast_libudev {
+                            // Checked per event: udevd's control socket may come and go.
+                            if udev_control.exists() {
                                 match libudev::encode(&event, monotonic_usec()) {
                                     Some(message) => {
                                         if let Err(e) = r.send(libudev::GROUP_LIBUDEV, &message) {
