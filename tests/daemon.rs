@@ -404,6 +404,21 @@ fn an_overflowing_storm_is_recovered_by_rescanning_sysfs() {
     let out = child.wait_with_output().unwrap();
     let err = daemon_stderr();
     assert!(err.contains("overflowed"), "no overflow happened: {err}");
+    let lost: u64 = err
+        .lines()
+        .filter_map(|l| {
+            l.split("warning: ")
+                .nth(1)?
+                .split(" events lost in")
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        lost > 0 && lost <= 100_000,
+        "lost events not counted: {err}"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let printed: std::collections::BTreeSet<String> = text
         .lines()

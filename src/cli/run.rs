@@ -133,6 +133,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let mut processor = Processor::new(&planner, &setup.rules);
             let root = setup.root.clone();
             let udev_control = root.join("run/udev/control");
+            let mut last_seqnum: Option<u64> = None;
+            let mut overflowed_after: Option<u64> = None;
             let rescan = |processor: &mut Processor,
                           deliver: &mut dyn FnMut(Work) -> Result<(), String>|
              -> Result<(), String> {
@@ -182,6 +184,18 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 }
                 match listener.recv().map_err(|e| e.to_string())? {
                     Received::Event(event, raw) => {
+                        let seqnum = event
+                            .get(b"SEQNUM")
+                            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok());
+                        if let (Some(before), Some(now)) = (overflowed_after.take(), seqnum) {
+                            // The kernel numbers every uevent, so the gap counts what the
+                            // overflow dropped (including events of other namespaces).
+                            tracing::warn!(
+                                "{} events lost in the overflow (SEQNUM {before} to {now})",
+                                now.saturating_sub(before + 1)
+                            );
+                        }
+                        last_seqnum = seqnum.or(last_seqnum);
                         let work = processor.handle(&event);
                         deliver(work)?;
                         if let Some(r) = &rebroadcaster {
@@ -205,6 +219,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     }
                     Received::Overflow => {
                         tracing::warn!("receive buffer overflowed, events lost: rescanning sysfs");
+                        if overflowed_after.is_none() {
+                            overflowed_after = last_seqnum;
+                        }
                         rescan(&mut processor, &mut deliver)?;
                     }
                     Received::Rejected(_) => {}
