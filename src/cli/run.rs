@@ -134,7 +134,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let root = setup.root.clone();
             let udev_control = root.join("run/udev/control");
             let mut last_seqnum: Option<u64> = None;
-            let mut overflowed_after: Option<u64> = None;
+            // After an overflow: the SEQNUM gaps seen until the socket is drained. The kernel
+            // numbers every uevent, so the gaps count what was dropped (plus any events meant
+            // for other network namespaces, hence "at most").
+            let mut lost: Option<u64> = None;
             let rescan = |processor: &mut Processor,
                           deliver: &mut dyn FnMut(Work) -> Result<(), String>|
              -> Result<(), String> {
@@ -155,6 +158,14 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 first = false;
             }
             let next = loop {
+                if lost.is_some() {
+                    let pending = signals::poll(&[listener.raw_fd()], Some(Duration::ZERO))
+                        .map_err(|e| e.to_string())?;
+                    if !pending[0] {
+                        let n = lost.take().unwrap_or_default();
+                        tracing::warn!("{n} events lost in the overflow (SEQNUM gaps, at most)");
+                    }
+                }
                 let ready = signals::poll(&[listener.raw_fd(), signals.raw_fd()], idle)
                     .map_err(|e| e.to_string())?;
                 if !ready.iter().any(|r| *r) {
@@ -187,13 +198,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         let seqnum = event
                             .get(b"SEQNUM")
                             .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok());
-                        if let (Some(before), Some(now)) = (overflowed_after.take(), seqnum) {
-                            // The kernel numbers every uevent, so the gap counts what the
-                            // overflow dropped (including events of other namespaces).
-                            tracing::warn!(
-                                "{} events lost in the overflow (SEQNUM {before} to {now})",
-                                now.saturating_sub(before + 1)
-                            );
+                        if let (Some(lost), Some(before), Some(now)) =
+                            (lost.as_mut(), last_seqnum, seqnum)
+                        {
+                            *lost += now.saturating_sub(before + 1);
                         }
                         last_seqnum = seqnum.or(last_seqnum);
                         let work = processor.handle(&event);
@@ -219,9 +227,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     }
                     Received::Overflow => {
                         tracing::warn!("receive buffer overflowed, events lost: rescanning sysfs");
-                        if overflowed_after.is_none() {
-                            overflowed_after = last_seqnum;
-                        }
+                        lost.get_or_insert(0);
                         rescan(&mut processor, &mut deliver)?;
                     }
                     Received::Rejected(_) => {}
