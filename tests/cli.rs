@@ -354,3 +354,23 @@ fn journal_priority_prefixes_only_when_stderr_is_the_journal() {
         "{elsewhere}"
     );
 }
+
+/// Every command answers `--help` on stdout with exit 0, options indented under "Options:".
+#[test]
+fn every_command_has_help() {
+    for command in [
+        "resolve", "compile", "config", "load", "run", "coldplug", "record", "replay", "settle",
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{command}");
+        let text = stdout(&o);
+        assert!(text.starts_with("Usage: modaliasd "), "{command}: {text}");
+        assert!(
+            text.lines().all(|l| !l.starts_with('-')),
+            "{command}: an option line lost its indent:\n{text}"
+        );
+    }
+}

@@ -104,8 +104,8 @@ pub(crate) struct TreeOptions {
     pub no_index: bool,
 }
 
-pub(crate) const TREE_OPTIONS_HELP: &str = "\
-  --root DIR      system root holding lib/modules/KVER (default /)
+pub(crate) const TREE_OPTIONS_HELP: &str =
+    "  --root DIR      system root holding lib/modules/KVER (default /)
   --kver VER      kernel release (default: the running kernel's, as uname -r)
   --index FILE    saved index to use instead of lib/modules/KVER/modaliasd.index
   --no-index      compile from the module directory; neither read nor write an index
