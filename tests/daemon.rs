@@ -395,11 +395,20 @@ fn an_overflowing_storm_is_recovered_by_rescanning_sysfs() {
     }
     let child = start_daemon(root.path(), &kernel.kver, &["--receive-buffer", "4096"]);
     let sock = uevent_socket();
+    // Stopped, the daemon cannot keep up however fast the machine: the overflow is certain.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
     for i in 0..100_000 {
         inject(
             sock,
             &event(&format!("/devices/storm/{i}"), "storm:nothing"),
         );
+    }
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+    // Lost events show as a SEQNUM gap before the next event that arrives: send a few late
+    // ones, spaced so that at least one finds room in the queue.
+    for i in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        inject(sock, &event(&format!("/devices/late/{i}"), "storm:nothing"));
     }
     let out = child.wait_with_output().unwrap();
     let err = daemon_stderr();
@@ -714,4 +723,77 @@ fn handled_events_reach_libudev_monitors_on_group_2() {
     let out = child.wait_with_output().unwrap();
     let _ = daemon_stderr();
     assert!(String::from_utf8_lossy(&out.stdout).contains("/e1000e.ko.xz"));
+}
+
+/// Binds a group-1 listener as a systemd socket unit would (`ListenNetlink=kobject-uevent 1`).
+fn bound_group_1_socket() -> libc::c_int {
+    let sock = uevent_socket();
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = 1;
+    let bound = unsafe {
+        libc::bind(
+            sock,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    assert_eq!(bound, 0, "{}", std::io::Error::last_os_error());
+    sock
+}
+
+/// `run` as systemd starts it with a socket unit: `passed` becomes descriptor 3 and
+/// LISTEN_PID is the daemon's own pid (set by the shell that then execs it).
+fn run_activated(passed: libc::c_int, root: &Path, kver: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["run", "--dry-run", "--cmdline", "none", "-C", "/dev/null"])
+        .args(["--idle-exit", "1", "--root"])
+        .arg(root)
+        .args(["--kver", kver]);
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(passed, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.output().unwrap()
+}
+
+/// Events that arrive before the daemon starts wait in the passed socket and are handled: the
+/// point of socket activation.
+#[test]
+fn a_passed_socket_keeps_the_events_that_came_before_the_daemon() {
+    if !in_namespace() {
+        return in_new_netns("a_passed_socket_keeps_the_events_that_came_before_the_daemon");
+    }
+    let kernel = kernel_tree("6.12");
+    let passed = bound_group_1_socket();
+    inject(
+        uevent_socket(),
+        &event(
+            "/devices/pci0000:00/0000:00:19.0",
+            "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00",
+        ),
+    );
+    let out = run_activated(passed, &kernel.root, &kernel.kver);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("passed by the service manager"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/e1000e.ko.xz"),
+        "the queued event was lost: {err}"
+    );
+
+    // A socket unit with the wrong kind of socket is an error that says what to fix.
+    let wrong = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
+    let out = run_activated(wrong, &kernel.root, &kernel.kver);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ListenNetlink=kobject-uevent 1"), "{err}");
 }

@@ -3,6 +3,7 @@
 use super::{
     CONFIG_OPTIONS_HELP, CommonOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, record::number,
 };
+use crate::daemon::activation;
 use crate::daemon::signals::{self, Signal, Signals};
 use crate::daemon::{DryRun, Processor, Work, mark_settled, sd_notify, spawn_program, sysfs};
 use crate::loader::Loader;
@@ -27,6 +28,10 @@ and udev's fixed special cases (see rules.d/80-drivers.rules). Events are handle
 loading runs in a pool of threads, so a hung driver probe never stops the listener. When the
 receive buffer overflows, sysfs is rescanned so that no device is missed.
 
+Socket activation: when the service manager passes a NETLINK_KOBJECT_UEVENT socket bound to
+group 1 ($LISTEN_FDS/$LISTEN_PID, systemd's ListenNetlink=kobject-uevent 1), it is used instead
+of a new one, so events queued while modaliasd was not running are handled, not lost.
+
 Signals: SIGTERM or SIGINT stop listening, let loads under way finish, and exit 0. SIGHUP rereads
 the configuration, rules and index; if they cannot be loaded the current ones stay, and the log
 says why. Under systemd (Type=notify) READY=1 is sent once coldplug is complete, and
@@ -38,7 +43,7 @@ Options:
   --rebroadcast   after handling each event, send it on netlink group 4 in kernel format (for
                   libudev-zero and other group-4 listeners) and, while ROOT/run/udev/control
                   exists (libudev monitors subscribe only then), on group 2 in libudev's format
-  --receive-buffer BYTES  socket receive buffer (default 128 MiB)
+  --receive-buffer BYTES  socket receive buffer (default 128 MiB; a passed socket keeps its own)
   --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
   -h, --help      this help
 "
@@ -51,7 +56,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut dry_run = false;
     let mut coldplug = false;
     let mut rebroadcast = false;
-    let mut buffer = DEFAULT_RECEIVE_BUFFER;
+    let mut buffer_option = None;
     let mut idle = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -62,7 +67,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("coldplug") => coldplug = true,
             lexopt::Arg::Long("rebroadcast") => rebroadcast = true,
-            lexopt::Arg::Long("receive-buffer") => buffer = number(&mut parser)? as usize,
+            lexopt::Arg::Long("receive-buffer") => {
+                buffer_option = Some(number(&mut parser)? as usize)
+            }
             lexopt::Arg::Long("idle-exit") => {
                 idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
             }
@@ -76,8 +83,22 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     // Signals first (before any thread exists), then the socket: no event may be missed
     // while setting up.
     let signals = Signals::new().map_err(|e| format!("signals: {e}"))?;
-    let mut listener =
-        Listener::open(GROUP_KERNEL, buffer).map_err(|e| format!("netlink socket: {e}"))?;
+    // SAFETY: no other thread exists yet.
+    let mut listener = match unsafe { activation::take_listener() }.map_err(|e| e.to_string())? {
+        Some(passed) => {
+            // The service manager sized it (ReceiveBuffer=); an explicit option still wins.
+            if let Some(bytes) = buffer_option {
+                passed.set_receive_buffer(bytes);
+            }
+            tracing::info!("using the uevent socket passed by the service manager");
+            passed
+        }
+        None => Listener::open(
+            GROUP_KERNEL,
+            buffer_option.unwrap_or(DEFAULT_RECEIVE_BUFFER),
+        )
+        .map_err(|e| format!("netlink socket: {e}"))?,
+    };
     let rebroadcaster = if rebroadcast {
         Some(Rebroadcaster::open().map_err(|e| format!("rebroadcast socket: {e}"))?)
     } else {
@@ -158,12 +179,15 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 first = false;
             }
             let next = loop {
-                if lost.is_some() {
+                if let Some(n) = lost.filter(|n| *n > 0) {
+                    // Reported once the socket is drained. A gap shows only when an event
+                    // after it arrives, so with none yet (the storm's tail was dropped) the
+                    // count waits for the next event.
                     let pending = signals::poll(&[listener.raw_fd()], Some(Duration::ZERO))
                         .map_err(|e| e.to_string())?;
                     if !pending[0] {
-                        let n = lost.take().unwrap_or_default();
                         tracing::warn!("{n} events lost in the overflow (SEQNUM gaps, at most)");
+                        lost = None;
                     }
                 }
                 let ready = signals::poll(&[listener.raw_fd(), signals.raw_fd()], idle)

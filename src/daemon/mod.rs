@@ -9,6 +9,7 @@
 //! are inserted once by the loader, which also makes later requests for a module wait for an
 //! insertion still under way; the dry-run printer prints each line once.
 
+pub mod activation;
 pub mod signals;
 pub mod sysfs;
 

@@ -83,17 +83,24 @@ impl Listener {
         })?;
         let listener = Listener::from_fd(fd);
         listener.set_receive_buffer(receive_buffer);
+        listener.enable_credentials()?;
+        Ok(listener)
+    }
+
+    /// `SO_PASSCRED`: without the sender's credentials no message can be trusted.
+    pub fn enable_credentials(&self) -> std::io::Result<()> {
         let one: libc::c_int = 1;
+        // SAFETY: a valid option value of the length given.
         check(unsafe {
             libc::setsockopt(
-                listener.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_PASSCRED,
                 (&one as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         })?;
-        Ok(listener)
+        Ok(())
     }
 
     /// Wraps a socket someone else opened and bound (socket activation hands one over).
