@@ -451,13 +451,7 @@ fn readiness_reload_and_stop_follow_the_signals() {
         return in_new_netns("readiness_reload_and_stop_follow_the_signals");
     }
     let kernel = kernel_tree("6.12");
-    let root = TempDir::new("signals");
-    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
-    std::os::unix::fs::symlink(
-        kernel.module_dir(),
-        root.path().join("lib/modules").join(&kernel.kver),
-    )
-    .unwrap();
+    let root = root_with_modules(&kernel, "signals");
     let conf = root.path().join("modprobe.d");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("t.conf"), "").unwrap();
@@ -547,13 +541,7 @@ fn readiness_reload_and_stop_follow_the_signals() {
 fn triggered_coldplug_plans_what_the_sysfs_scan_plans() {
     // Real devices of this machine: ROOT/sys is /sys, the module tree is Debian's 6.12.
     let kernel = kernel_tree("6.12");
-    let root = TempDir::new("trigger");
-    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
-    std::os::unix::fs::symlink(
-        kernel.module_dir(),
-        root.path().join("lib/modules").join(&kernel.kver),
-    )
-    .unwrap();
+    let root = root_with_modules(&kernel, "trigger");
     std::os::unix::fs::symlink("/sys", root.path().join("sys")).unwrap();
     let coldplug = |mode: &[&str]| {
         let out = modaliasd()
@@ -679,13 +667,7 @@ fn handled_events_reach_libudev_monitors_on_group_2() {
         return in_new_netns("handled_events_reach_libudev_monitors_on_group_2");
     }
     let kernel = kernel_tree("6.12");
-    let root = TempDir::new("libudev");
-    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
-    std::os::unix::fs::symlink(
-        kernel.module_dir(),
-        root.path().join("lib/modules").join(&kernel.kver),
-    )
-    .unwrap();
+    let root = root_with_modules(&kernel, "libudev");
     let pci = udev::MonitorBuilder::new()
         .and_then(|m| m.match_subsystem("pci"))
         .and_then(|m| m.listen())
@@ -796,4 +778,16 @@ fn a_passed_socket_keeps_the_events_that_came_before_the_daemon() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("ListenNetlink=kobject-uevent 1"), "{err}");
+}
+
+/// A private root whose lib/modules/KVER is the real tree, for tests that write into the root.
+fn root_with_modules(kernel: &support::KernelTree, name: &str) -> TempDir {
+    let root = TempDir::new(name);
+    std::fs::create_dir_all(root.path().join("lib/modules")).unwrap();
+    std::os::unix::fs::symlink(
+        kernel.module_dir(),
+        root.path().join("lib/modules").join(&kernel.kver),
+    )
+    .unwrap();
+    root
 }
