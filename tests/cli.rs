@@ -374,3 +374,32 @@ fn every_command_has_help() {
         );
     }
 }
+
+/// The man page documents every command `modaliasd --help` lists.
+#[test]
+fn the_man_page_lists_every_command() {
+    let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = stdout(&o);
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.len() >= 9, "{commands:?}");
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/modaliasd.8"),
+    )
+    .unwrap();
+    for command in commands {
+        assert!(
+            page.contains(&format!("\n.B {command}\n")),
+            "packaging/modaliasd.8 does not document '{command}'"
+        );
+    }
+}
