@@ -87,7 +87,6 @@ pub fn init(options: LogOptions) {
 /// service, and the check against stderr's own identity keeps a child whose stderr was
 /// redirected from printing `<N>` prefixes into a file.
 fn stderr_is_journal() -> bool {
-    use std::os::unix::fs::MetadataExt;
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
@@ -97,11 +96,13 @@ fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // fstat(2) of fd 2 through /proc would need /proc mounted; /dev/fd is the same link.
-    match std::fs::metadata("/proc/self/fd/2") {
-        Ok(meta) => meta.dev() == dev && meta.ino() == ino,
-        Err(_) => false,
+    // fstat, not /proc/self/fd/2: early in boot /proc may not be mounted yet.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid stat buffer; fd 2 may be closed, which fstat reports.
+    if unsafe { libc::fstat(2, &mut stat) } != 0 {
+        return false;
     }
+    stat.st_dev as u64 == dev && stat.st_ino as u64 == ino
 }
 
 /// `modaliasd: [warning: ]message key=value...`.
