@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod diagnostics;
 pub mod error;
 pub mod index;
 pub mod loader;

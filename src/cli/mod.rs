@@ -6,6 +6,7 @@
 mod coldplug;
 mod compile;
 mod config;
+mod doctor;
 pub mod json;
 mod load;
 mod record;
@@ -32,6 +33,7 @@ Commands:
   resolve   print the modules that MODALIAS strings or module names resolve to
   compile   compile modules.alias into the saved index (run after depmod)
   config    print the effective modprobe.d configuration with each entry's file:line
+  doctor    point out configuration lines that do nothing or not what they say
   load      load modules (or print their plan) with modprobe semantics
   run       the daemon: load drivers for kernel uevents as devices appear
   coldplug  load drivers for the devices present now, then exit
@@ -67,6 +69,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("resolve") => resolve::run(rest),
         Some("compile") => compile::run(rest),
         Some("config") => config::run(rest),
+        Some("doctor") => doctor::run(rest),
         Some("load") => load::run(rest),
         Some("run") => run::run(rest),
         Some("coldplug") => coldplug::run(rest),
