@@ -1,6 +1,8 @@
 //! `modaliasd config`: the effective modprobe.d configuration with the origin of each entry.
 
-use super::{CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP};
+use super::{
+    CONFIG_OPTIONS_HELP, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, only_common_options,
+};
 use crate::modprobe::Config;
 use std::ffi::OsString;
 use std::io::Write;
@@ -25,21 +27,9 @@ Options:
 }
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut common = CommonOptions::default();
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            a if CommonOptions::takes(&a) => {
-                let key = CommonOptions::key(&a);
-                common.set(&key, &mut parser)?;
-            }
-            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
-                print!("{}", help());
-                return Ok(EXIT_OK);
-            }
-            other => return Err(other.unexpected().to_string()),
-        }
-    }
+    let Some(common) = only_common_options(args, help)? else {
+        return Ok(EXIT_OK);
+    };
     let sources = common.config.clone().sources(&common.tree);
     let config = Config::load(&sources);
     for w in &config.warnings {

@@ -1,6 +1,8 @@
 //! `modaliasd doctor`: lints the modprobe.d configuration and the kernel command line.
 
-use super::{CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP};
+use super::{
+    CONFIG_OPTIONS_HELP, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, only_common_options,
+};
 use crate::diagnostics::{Severity, lint_config};
 use crate::modprobe::Config;
 use std::ffi::OsString;
@@ -26,21 +28,9 @@ Options:
 }
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut common = CommonOptions::default();
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            a if CommonOptions::takes(&a) => {
-                let key = CommonOptions::key(&a);
-                common.set(&key, &mut parser)?;
-            }
-            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
-                print!("{}", help());
-                return Ok(EXIT_OK);
-            }
-            other => return Err(other.unexpected().to_string()),
-        }
-    }
+    let Some(common) = only_common_options(args, help)? else {
+        return Ok(EXIT_OK);
+    };
     let dir = common.tree.module_dir()?;
     let (resolver, _, _) = crate::resolve::saved::load_or_build(&dir, &common.tree.cache_policy())
         .map_err(|e| e.to_string())?;

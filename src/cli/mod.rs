@@ -220,6 +220,30 @@ impl CommonOptions {
     }
 }
 
+/// Parses the arguments of a command that takes only the [`CommonOptions`] and `--help`.
+/// `None`: help was printed.
+pub(crate) fn only_common_options(
+    args: Vec<OsString>,
+    help: fn() -> String,
+) -> Result<Option<CommonOptions>, String> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut common = CommonOptions::default();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            a if CommonOptions::takes(&a) => {
+                let key = CommonOptions::key(&a);
+                common.set(&key, &mut parser)?;
+            }
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
+                print!("{}", help());
+                return Ok(None);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(Some(common))
+}
+
 /// Everything the event-handling commands need, loaded once.
 pub(crate) struct Setup {
     pub root: PathBuf,
