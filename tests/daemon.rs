@@ -591,18 +591,7 @@ fn handled_events_are_rebroadcast_on_group_4() {
     }
     let kernel = kernel_tree("6.12");
     // A group-4 listener, as libudev-zero opens.
-    let listener = uevent_socket();
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as u16;
-    addr.nl_groups = 1 << 3;
-    let bound = unsafe {
-        libc::bind(
-            listener,
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    assert_eq!(bound, 0);
+    let listener = bound_uevent_socket(4);
     let timeout = libc::timeval {
         tv_sec: 5,
         tv_usec: 0,
@@ -707,12 +696,13 @@ fn handled_events_reach_libudev_monitors_on_group_2() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("/e1000e.ko.xz"));
 }
 
-/// Binds a group-1 listener as a systemd socket unit would (`ListenNetlink=kobject-uevent 1`).
-fn bound_group_1_socket() -> libc::c_int {
+/// A uevent socket bound to multicast `group` (1: the kernel's, as a systemd socket unit with
+/// `ListenNetlink=kobject-uevent 1` binds it; 4: libudev-zero's).
+fn bound_uevent_socket(group: u32) -> libc::c_int {
     let sock = uevent_socket();
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;
-    addr.nl_groups = 1;
+    addr.nl_groups = 1 << (group - 1);
     let bound = unsafe {
         libc::bind(
             sock,
@@ -755,7 +745,7 @@ fn a_passed_socket_keeps_the_events_that_came_before_the_daemon() {
         return in_new_netns("a_passed_socket_keeps_the_events_that_came_before_the_daemon");
     }
     let kernel = kernel_tree("6.12");
-    let passed = bound_group_1_socket();
+    let passed = bound_uevent_socket(1);
     inject(
         uevent_socket(),
         &event(

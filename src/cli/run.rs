@@ -231,22 +231,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         let work = processor.handle(&event);
                         deliver(work)?;
                         if let Some(r) = &rebroadcaster {
-                            if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
-                                tracing::warn!("rebroadcast: {e}");
-                            }
-                            // Checked per event: udevd's control socket may come and go.
-                            if udev_control.exists() {
-                                match libudev::encode(&event, monotonic_usec()) {
-                                    Some(message) => {
-                                        if let Err(e) = r.send(libudev::GROUP_LIBUDEV, &message) {
-                                            tracing::warn!("rebroadcast to libudev: {e}");
-                                        }
-                                    }
-                                    None => tracing::debug!(
-                                        "not passed on to libudev (no SUBSYSTEM or SEQNUM): {event:?}"
-                                    ),
-                                }
-                            }
+                            pass_on(r, &event, raw, &udev_control);
                         }
                     }
                     Received::Overflow => {
@@ -291,6 +276,24 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only releases free memory held by the allocator.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Sends a handled event on to group 4 as the kernel wrote it and, while `udev_control` exists
+/// (checked per event: udevd's control socket may come and go), to group 2 in libudev's format.
+fn pass_on(r: &Rebroadcaster, event: &Event, raw: &[u8], udev_control: &std::path::Path) {
+    if let Err(e) = r.send(GROUP_REBROADCAST, raw) {
+        tracing::warn!("rebroadcast: {e}");
+    }
+    if !udev_control.exists() {
+        return;
+    }
+    let Some(message) = libudev::encode(event, monotonic_usec()) else {
+        tracing::debug!("not passed on to libudev (no SUBSYSTEM or SEQNUM): {event:?}");
+        return;
+    };
+    if let Err(e) = r.send(libudev::GROUP_LIBUDEV, &message) {
+        tracing::warn!("rebroadcast to libudev: {e}");
     }
 }
 

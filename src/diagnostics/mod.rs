@@ -4,7 +4,7 @@
 //! kernel command line that kmod accepts without a word and that then silently do nothing.
 
 use crate::modprobe::Config;
-use crate::modprobe::config::Origin;
+use crate::modprobe::config::{Origin, split_cmdline};
 use crate::resolve::Resolver;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -162,7 +162,8 @@ pub fn lint_config(
     }
 
     if let Some(cmdline) = cmdline {
-        for token in cmdline.split_whitespace() {
+        // Tokenised as the configuration read it, quotes and all.
+        for token in split_cmdline(cmdline) {
             let Some(list) = token.strip_prefix("modprobe.blacklist=") else {
                 continue;
             };

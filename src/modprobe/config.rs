@@ -444,7 +444,7 @@ impl Config {
 }
 
 /// Kernel command-line tokens: split on spaces, except inside double quotes.
-fn split_cmdline(text: &str) -> Vec<String> {
+pub fn split_cmdline(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
