@@ -20,7 +20,9 @@ p=$here/packaging
 
 install -D -m 644 "$p/systemd/modaliasd.service" "$stage/lib/systemd/system/modaliasd.service"
 install -D -m 644 "$p/systemd/modaliasd.socket" "$stage/lib/systemd/system/modaliasd.socket"
-install -D -m 644 "$here/rules.d/80-drivers.rules" "$stage/usr/lib/modaliasd/rules.d/80-drivers.rules"
+for rules in "$here"/rules.d/*.rules; do
+    install -D -m 644 "$rules" "$stage/usr/lib/modaliasd/rules.d/$(basename "$rules")"
+done
 install -D -m 755 "$p/dracut/90modaliasd/module-setup.sh" \
     "$stage/usr/lib/dracut/modules.d/90modaliasd/module-setup.sh"
 install -D -m 755 "$p/dracut/90modaliasd/modaliasd-coldplug.sh" \

@@ -5,5 +5,8 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-dev libudev-dev pkg-config time
+# qemu-system-x86, busybox-static and cpio: the VM test (tests/vm) boots Debian's kernel.
+$sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-dev libudev-dev pkg-config time \
+    qemu-system-x86 busybox-static cpio
 "$(dirname "$0")/fixtures/kernels.sh"
+"$(dirname "$0")/fixtures/udev.sh"

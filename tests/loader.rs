@@ -217,6 +217,24 @@ fn errors_stop_dependents_but_not_for_softdeps_eexist_or_enodev() {
 }
 
 #[test]
+fn a_dependency_that_finds_no_device_stops_its_dependents_quietly() {
+    // Seen booting Debian's kernel in qemu: edac_mce_amd declines the emulated CPU (ENODEV), and
+    // amd64_edac, which needs its symbols, would fail with ENOENT. libkmod stops the chain there.
+    let (w, _tmp) = world("6.12", "");
+    let kernel = FakeKernel::new().with_error("edac_mce_amd", Errno(libc::ENODEV));
+    let l = loader(&w, kernel);
+    let results: HashMap<String, _> = l
+        .load_plans(&[plan(&w, "amd64_edac")])
+        .into_iter()
+        .collect();
+    assert_eq!(results["edac_mce_amd"], Ok(Loaded::NoDevice));
+    assert_eq!(results["amd64_edac"], Ok(Loaded::NoDevice));
+    let tried: Vec<String> = l.kernel.log().into_iter().map(|i| i.module).collect();
+    assert!(!tried.iter().any(|m| m == "amd64_edac"), "{tried:?}");
+    assert!(tried.iter().any(|m| m == "edac_mce_amd"), "{tried:?}");
+}
+
+#[test]
 fn install_commands_run_with_the_module_and_its_options() {
     let tmp = TempDir::new("install");
     let out = tmp.path().join("ran");

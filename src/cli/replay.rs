@@ -28,7 +28,7 @@ Options:
   -h, --help      this help
 
 Rules come from ROOT/etc/modaliasd/rules.d, ROOT/run/modaliasd/rules.d and
-ROOT/usr/lib/modaliasd/rules.d, or the built-in 80-drivers.rules when those hold none.
+ROOT/usr/lib/modaliasd/rules.d, or the built-in copies of rules.d/ when those hold none.
 Broken lines of the recording are reported with their numbers and skipped (exit status 1).
 "
     )

@@ -14,8 +14,18 @@ use crate::uevent::netlink::{
 };
 use crate::uevent::{Event, libudev};
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often the daemon looks whether coldplug has settled while it waits for that.
+const COLDPLUG_POLL: Duration = Duration::from_millis(20);
+
+/// Coldplug under way in `run --coldplug`: when it began and when the last event came.
+struct ColdplugWait {
+    started: Instant,
+    last_event: Instant,
+}
 
 fn help() -> String {
     format!(
@@ -34,12 +44,20 @@ of a new one, so events queued while modaliasd was not running are handled, not 
 
 Signals: SIGTERM or SIGINT stop listening, let loads under way finish, and exit 0. SIGHUP rereads
 the configuration, rules and index; if they cannot be loaded the current ones stay, and the log
-says why. Under systemd (Type=notify) READY=1 is sent once coldplug is complete, and
-ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle'.
+says why.
+
+Coldplug is complete when the drivers for the devices present at start are loaded and then no
+event has come for the quiet period while no load was under way (devices behind a freshly
+loaded driver, such as USB devices behind a host controller, come as events in that time), or
+at the latest after --coldplug-timeout. Then, and not before, READY=1 goes to systemd
+(Type=notify) and ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle'. When
+not asked to coldplug, the daemon does both as soon as it listens.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
   --coldplug      first load the drivers for the devices present now (sysfs scan)
+  --quiet-ms MS   coldplug's quiet period (default 500)
+  --coldplug-timeout SECONDS  report coldplug complete after this long regardless (default 30)
   --rebroadcast   after handling each event, send it on netlink group 4 in kernel format (for
                   libudev-zero and other group-4 listeners) and, while ROOT/run/udev/control
                   exists (libudev monitors subscribe only then), on group 2 in libudev's format
@@ -58,6 +76,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut rebroadcast = false;
     let mut buffer_option = None;
     let mut idle = None;
+    let mut quiet = Duration::from_millis(500);
+    let mut coldplug_timeout = Duration::from_secs(30);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             a if CommonOptions::takes(&a) => {
@@ -67,6 +87,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             lexopt::Arg::Long("dry-run") => dry_run = true,
             lexopt::Arg::Long("coldplug") => coldplug = true,
             lexopt::Arg::Long("rebroadcast") => rebroadcast = true,
+            lexopt::Arg::Long("quiet-ms") => quiet = Duration::from_millis(number(&mut parser)?),
+            lexopt::Arg::Long("coldplug-timeout") => {
+                coldplug_timeout = Duration::from_secs(number(&mut parser)?)
+            }
             lexopt::Arg::Long("receive-buffer") => {
                 buffer_option = Some(number(&mut parser)? as usize)
             }
@@ -113,6 +137,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let (to_pool, from_listener) = mpsc::channel::<Work>();
     let from_listener = Mutex::new(from_listener);
     let mut handled = 0u64;
+    // Batches of work sent to the pool and not finished yet: coldplug is not complete while
+    // any is.
+    let in_pool = AtomicUsize::new(0);
     let result = std::thread::scope(|scope| -> Result<(), String> {
         // Loading pool: a few threads, each carrying out one event's plans at a time (the
         // loader itself parallelises inside a batch and inserts each module once). On stop the
@@ -133,6 +160,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                                 tracing::error!("{e}");
                             }
                         }
+                        in_pool.fetch_sub(1, Ordering::SeqCst);
                     }
                 });
             }
@@ -145,10 +173,12 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 printer.print(&work).map_err(|e| e.to_string())?;
                 printer.flush().map_err(|e| e.to_string())
             } else {
+                in_pool.fetch_add(1, Ordering::SeqCst);
                 to_pool.send(work).map_err(|e| e.to_string())
             }
         };
         let mut first = true;
+        let mut coldplug_wait: Option<ColdplugWait> = None;
         'reload: loop {
             let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
             let mut processor = Processor::new(&planner, &setup.rules);
@@ -172,13 +202,39 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             if first {
                 if coldplug {
                     rescan(&mut processor, &mut deliver)?;
+                    let now = Instant::now();
+                    coldplug_wait = Some(ColdplugWait {
+                        started: now,
+                        last_event: now,
+                    });
+                } else {
+                    mark_settled(&setup.root, true);
+                    sd_notify("READY=1");
                 }
-                mark_settled(&setup.root, true);
-                sd_notify("READY=1");
                 tracing::info!("listening");
                 first = false;
             }
             let next = loop {
+                if let Some(wait) = &coldplug_wait {
+                    let timed_out = wait.started.elapsed() >= coldplug_timeout;
+                    let quiet_now =
+                        in_pool.load(Ordering::SeqCst) == 0 && wait.last_event.elapsed() >= quiet;
+                    if timed_out || quiet_now {
+                        if timed_out {
+                            tracing::warn!(
+                                "coldplug still busy after {} s: reporting it complete",
+                                coldplug_timeout.as_secs()
+                            );
+                        }
+                        tracing::info!(
+                            "coldplug complete after {:.3} s",
+                            wait.started.elapsed().as_secs_f64()
+                        );
+                        mark_settled(&setup.root, true);
+                        sd_notify("READY=1");
+                        coldplug_wait = None;
+                    }
+                }
                 if let Some(n) = lost.filter(|n| *n > 0) {
                     // Reported once the socket is drained. A gap shows only when an event
                     // after it arrives, so with none yet (the storm's tail was dropped) the
@@ -190,9 +246,18 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         lost = None;
                     }
                 }
-                let ready = signals::poll(&[listener.raw_fd(), signals.raw_fd()], idle)
+                // While coldplug settles, wake up often enough to notice the end of the quiet
+                // period and of the pool's work.
+                let timeout = match coldplug_wait {
+                    Some(_) => Some(COLDPLUG_POLL),
+                    None => idle,
+                };
+                let ready = signals::poll(&[listener.raw_fd(), signals.raw_fd()], timeout)
                     .map_err(|e| e.to_string())?;
                 if !ready.iter().any(|r| *r) {
+                    if coldplug_wait.is_some() {
+                        continue;
+                    }
                     break None; // idle for --idle-exit
                 }
                 if ready[1] {
@@ -209,7 +274,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                                     tracing::error!(
                                         "reload failed, keeping the current setup: {e}"
                                     );
-                                    sd_notify("READY=1");
+                                    if coldplug_wait.is_none() {
+                                        sd_notify("READY=1");
+                                    }
                                 }
                             }
                         }
@@ -219,6 +286,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 }
                 match listener.recv().map_err(|e| e.to_string())? {
                     Received::Event(event, raw) => {
+                        if let Some(wait) = coldplug_wait.as_mut() {
+                            wait.last_event = Instant::now();
+                        }
                         let seqnum = event
                             .get(b"SEQNUM")
                             .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok());
@@ -249,7 +319,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     drop(planner);
                     setup = new;
                     release_free_memory();
-                    sd_notify("READY=1");
+                    if coldplug_wait.is_none() {
+                        sd_notify("READY=1");
+                    }
                 }
                 None => break 'reload,
             }

@@ -178,7 +178,10 @@ impl<K: Kernel> Loader<K> {
                     self.user_space(step, compression, &file_path, &options)
                 };
                 match result {
-                    Ok(()) => Ok(Loaded::Inserted),
+                    Ok(()) => {
+                        tracing::debug!("inserted {} {}", step.module, step.options);
+                        Ok(Loaded::Inserted)
+                    }
                     Err(Errno(libc::EEXIST)) => Ok(Loaded::AlreadyLoaded),
                     Err(Errno(libc::ENODEV)) => Ok(Loaded::NoDevice),
                     Err(e) => Err(Self::error(step, Some(e), e.to_string())),
@@ -341,19 +344,28 @@ impl<K: Kernel> Loader<K> {
             };
             state.taken[next] = true;
             state.untaken -= 1;
-            let failed_dependency = waits[next].iter().find_map(|&w| match &state.results[w] {
-                Some(Err(e)) if steps[w].required && steps[next].required => Some(e.module.clone()),
+            // As libkmod, a hard dependency that did not load stops the modules that need it;
+            // one whose driver found no device too (inserting the dependent would only fail
+            // with its symbols unknown), and then that is not a failure either.
+            let blocked = waits[next].iter().find_map(|&w| match &state.results[w] {
+                _ if !(steps[w].required && steps[next].required) => None,
+                Some(Err(e)) => Some(Err(e.module.clone())),
+                Some(Ok(Loaded::NoDevice)) => Some(Ok(steps[w].module.clone())),
                 _ => None,
             });
             state.running.push((next, Instant::now()));
             drop(state);
             let step = steps[next];
-            let result = match failed_dependency {
-                Some(dep) => Err(LoadError {
+            let result = match blocked {
+                Some(Err(dep)) => Err(LoadError {
                     module: step.module.clone(),
                     errno: None,
                     message: format!("dependency {dep} failed to load"),
                 }),
+                Some(Ok(dep)) => {
+                    tracing::debug!("not inserting {}: {dep} found no device", step.module);
+                    Ok(Loaded::NoDevice)
+                }
                 None => self.load(step),
             };
             let mut state = graph.state.lock().unwrap();

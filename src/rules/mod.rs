@@ -18,7 +18,7 @@
 //!
 //! Files: `*.rules` in `ROOT/etc/modaliasd/rules.d`, `ROOT/run/modaliasd/rules.d` and
 //! `ROOT/usr/lib/modaliasd/rules.d`; a basename hides the same basename further down; all files
-//! are read in basename order. With no file at all, the shipped `80-drivers.rules` applies.
+//! are read in basename order. With no file at all, the shipped files ([`SHIPPED_RULES`]) apply.
 
 use crate::matcher::Glob;
 use crate::uevent::Event;
@@ -32,6 +32,16 @@ pub const RULE_DIRS: &[&str] = &[
 
 /// The shipped default, also built into the binary.
 pub const DEFAULT_RULES: &str = include_str!("../../rules.d/80-drivers.rules");
+
+/// Every file of the repository's `rules.d`, by basename in reading order: what applies when the
+/// rule directories hold no file at all (an initramfs builder that copied only the binary).
+pub const SHIPPED_RULES: &[(&str, &str)] = &[
+    (
+        "80-debian-compat.rules",
+        include_str!("../../rules.d/80-debian-compat.rules"),
+    ),
+    ("80-drivers.rules", DEFAULT_RULES),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Field {
@@ -116,7 +126,9 @@ impl Rules {
         files.sort();
         let mut rules = Rules::default();
         if files.is_empty() {
-            rules.parse(Path::new("(built-in 80-drivers.rules)"), DEFAULT_RULES);
+            for (name, text) in SHIPPED_RULES {
+                rules.parse(Path::new(&format!("(built-in {name})")), text);
+            }
             return rules;
         }
         for (_, path) in files {

@@ -1,0 +1,323 @@
+//! The VM test's machine: one initramfs with everything (tests/vm/build-initramfs.sh), booted
+//! under qemu's software emulation with a fixed device set, and what its /init reports
+//! (tests/vm/init) read back from the serial console. Shared by the test and benches/boot.rs,
+//! which do not use all of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{KernelTree, TempDir};
+
+/// The modprobe.d every boot gets: one blacklisted driver of a present device, one option.
+pub const MODPROBE_CONF: &str = "\
+blacklist virtio_rng
+options e1000 copybreak=77
+";
+/// Read back from /sys/module after boot: the option above and one from the command line.
+pub const CMDLINE_OPTION: &str = "usbhid.mousepoll=4";
+
+/// The PCI NIC added through the qemu monitor after coldplug, and its driver.
+pub const HOTPLUG_DEVICE: &str = "e1000e";
+pub const HOTPLUG_DRIVER: &str = "e1000e";
+
+pub struct Image {
+    pub dir: TempDir,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub stick: PathBuf,
+}
+
+fn manifest() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The static binary (as shipped for initramfs use) built into `dir`.
+fn static_binary(dir: &Path) -> PathBuf {
+    let out = dir.join("modaliasd");
+    let build = Command::new(manifest().join("packaging/build-static.sh"))
+        .arg(&out)
+        .output()
+        .expect("packaging/build-static.sh");
+    assert!(
+        build.status.success(),
+        "static build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    out
+}
+
+/// Debian's udev, unpacked by tests/fixtures/udev.sh next to the kernel trees.
+fn udev_root() -> PathBuf {
+    let dir = crate::support::fixture_cache()
+        .parent()
+        .unwrap()
+        .join("udev");
+    assert!(
+        dir.join("bin/udevadm").exists(),
+        "{} is missing: run tests/fixtures/udev.sh (tests/deps.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+impl Image {
+    pub fn build(tree: &KernelTree) -> Image {
+        let dir = TempDir::new("vm");
+        let binary = static_binary(dir.path());
+        let conf = dir.path().join("modprobe.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("vmtest.conf"), MODPROBE_CONF).unwrap();
+        let initrd = dir.path().join("initrd.cpio");
+        let build = Command::new(manifest().join("tests/vm/build-initramfs.sh"))
+            .arg(&initrd)
+            .arg(&tree.root)
+            .arg(&binary)
+            .arg(udev_root())
+            .arg(&conf)
+            .output()
+            .expect("tests/vm/build-initramfs.sh");
+        assert!(
+            build.status.success(),
+            "initramfs: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let kernel = tree.root.join(format!("boot/vmlinuz-{}", tree.kver));
+        assert!(kernel.exists(), "{} is missing", kernel.display());
+        let stick = dir.path().join("stick.img");
+        std::fs::File::create(&stick)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        Image {
+            dir,
+            kernel,
+            initrd,
+            stick,
+        }
+    }
+
+    /// Boots with `vmtest=MODE` on `cpus` virtual CPUs and returns what /init reported. With
+    /// `hotplug`, the NIC is added once /init says it is ready for it.
+    pub fn boot(&self, mode: &str, hotplug: bool, cpus: u32) -> Report {
+        let monitor = self
+            .dir
+            .path()
+            .join(format!("monitor-{mode}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&monitor);
+        let append = format!(
+            "console=ttyS0 loglevel=1 panic=-1 {CMDLINE_OPTION} vmtest={mode} vmhotplug={}",
+            hotplug as u8
+        );
+        let mut child = Command::new("qemu-system-x86_64")
+            .args([
+                "-M",
+                "pc",
+                "-accel",
+                "tcg",
+                "-m",
+                "1024",
+                "-smp",
+                &cpus.to_string(),
+            ])
+            .args(["-display", "none", "-no-reboot", "-serial", "stdio"])
+            .arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", &append])
+            // The device set: NICs, sound, USB with devices behind it, SATA, virtio.
+            .args(["-device", "e1000", "-device", "virtio-net-pci"])
+            .args(["-device", "virtio-rng-pci"])
+            .args(["-audiodev", "none,id=snd0", "-device", "intel-hda"])
+            .args(["-device", "hda-duplex,audiodev=snd0"])
+            .args([
+                "-device",
+                "qemu-xhci,id=xhci",
+                "-device",
+                "usb-tablet,bus=xhci.0",
+            ])
+            .arg("-drive")
+            .arg(format!(
+                "if=none,id=stick,format=raw,snapshot=on,file={}",
+                self.stick.display()
+            ))
+            .args(["-device", "usb-storage,bus=xhci.0,drive=stick"])
+            .args(["-device", "ich9-ahci,id=ahci"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("qemu-system-x86_64 (package qemu-system-x86)");
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        // A watchdog: a boot that hangs must fail the test, not hold it forever.
+        let pid = child.id();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    if started.elapsed() > BOOT_LIMIT {
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                false
+            })
+        };
+        let mut console = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if hotplug && line.trim_end() == "VMTEST hotplug-ready" {
+                add_device(&monitor, HOTPLUG_DEVICE);
+            }
+            console.push_str(&line);
+            console.push('\n');
+        }
+        let status = child.wait().unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let killed = watchdog.join().unwrap();
+        let stderr = errors.join().unwrap();
+        let mut report = Report::parse(&console);
+        report.qemu = format!(
+            "{status}{}: {stderr}",
+            if killed { " (killed)" } else { "" }
+        );
+        report
+    }
+}
+
+/// Longest a boot may take, hotplug included (they take 30 to 60 seconds under emulation).
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+fn add_device(monitor: &Path, driver: &str) {
+    let mut stream = UnixStream::connect(monitor).expect("qemu monitor");
+    stream
+        .write_all(format!("device_add {driver},id=hotplugged\n").as_bytes())
+        .unwrap();
+    // Wait for the monitor's answer (its next prompt) so the command is not cut off.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if answer.windows(7).filter(|w| w == b"(qemu) ").count() >= 2 {
+            break;
+        }
+    }
+}
+
+/// What /init printed.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub mode: String,
+    /// Uptime when the loader started and when it said coldplug was complete.
+    pub started: f64,
+    pub done: f64,
+    /// Uptime of the last change to /proc/modules seen before it stayed the same for 5 s.
+    pub last_change: f64,
+    pub modules_at_done: Vec<String>,
+    pub modules: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    /// Virtio devices: modalias and bound driver ("-" for none).
+    pub virtio: Vec<(String, String)>,
+    /// The hotplugged device's driver was bound: after how many seconds.
+    pub hotplug_seconds: Option<f64>,
+    pub modules_after_hotplug: Vec<String>,
+    /// modaliasd's log and the kernel's module-related messages.
+    pub log: Vec<String>,
+    pub kmsg: Vec<String>,
+    pub errors: Vec<String>,
+    /// Exit status of `modaliasd run` after SIGTERM (run mode only).
+    pub daemon_exit: Option<i32>,
+    pub ended: bool,
+    pub console: String,
+    pub qemu: String,
+}
+
+fn words(rest: &str) -> Vec<String> {
+    rest.split_whitespace().map(str::to_owned).collect()
+}
+
+impl Report {
+    pub fn parse(console: &str) -> Report {
+        let mut r = Report {
+            console: console.to_owned(),
+            ..Report::default()
+        };
+        for line in console.lines() {
+            let Some(fact) = line.trim_end_matches('\r').strip_prefix("VMTEST ") else {
+                continue;
+            };
+            let (key, rest) = fact.split_once(' ').unwrap_or((fact, ""));
+            let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+            match key {
+                "mode" => r.mode = rest.to_owned(),
+                "coldplug-done" => {
+                    let w = words(rest);
+                    r.started = num(&w[0]);
+                    r.done = num(&w[1]);
+                }
+                "last-change" => r.last_change = num(rest),
+                "modules-at-done" => r.modules_at_done = words(rest),
+                "modules" => r.modules = words(rest),
+                "param" => {
+                    let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
+                    r.params.insert(name.to_owned(), value.to_owned());
+                }
+                "virtio" => {
+                    let w = words(rest);
+                    r.virtio.push((w[0].clone(), w[1].clone()));
+                }
+                "hotplug-bound" => {
+                    let w = words(rest);
+                    r.hotplug_seconds = Some(num(&w[2]) - num(&w[1]));
+                }
+                "modules-after-hotplug" => r.modules_after_hotplug = words(rest),
+                "log" => r.log.push(rest.to_owned()),
+                "kmsg" => r.kmsg.push(rest.to_owned()),
+                "error" => r.errors.push(rest.to_owned()),
+                "daemon-exit" => r.daemon_exit = rest.trim().parse().ok(),
+                "end" => r.ended = true,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Seconds from starting the loader to its "coldplug complete".
+    pub fn coldplug_seconds(&self) -> f64 {
+        self.done - self.started
+    }
+
+    /// How often modaliasd's log says it inserted each module.
+    pub fn insertions(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for line in &self.log {
+            if let Some(rest) = line.split("inserted ").nth(1) {
+                let name = rest.split_whitespace().next().unwrap_or("").to_owned();
+                *counts.entry(name).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
