@@ -25,10 +25,12 @@ for rules in "$here"/rules.d/*.rules; do
 done
 install -D -m 755 "$p/dracut/90modaliasd/module-setup.sh" \
     "$stage/usr/lib/dracut/modules.d/90modaliasd/module-setup.sh"
-install -D -m 755 "$p/dracut/90modaliasd/modaliasd-coldplug.sh" \
-    "$stage/usr/lib/dracut/modules.d/90modaliasd/modaliasd-coldplug.sh"
+for f in modaliasd-coldplug.sh modaliasd-stop.sh; do
+    install -D -m 755 "$p/dracut/90modaliasd/$f" "$stage/usr/lib/dracut/modules.d/90modaliasd/$f"
+done
 share=$stage/usr/share/modaliasd
 for f in initramfs-tools/hooks/modaliasd initramfs-tools/scripts/init-top/modaliasd \
+    initramfs-tools/scripts/init-bottom/modaliasd \
     mkinitcpio/install/modaliasd mkinitcpio/hooks/modaliasd openrc/modaliasd \
     runit/modaliasd/run s6/modaliasd/run; do
     install -D -m 755 "$p/$f" "$share/$f"

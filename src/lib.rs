@@ -12,6 +12,7 @@ pub mod index;
 pub mod loader;
 pub mod logging;
 pub mod matcher;
+pub mod modinfo;
 pub mod modprobe;
 pub mod names;
 pub mod resolve;

@@ -52,7 +52,9 @@ With --scan it reads every ROOT/sys/devices/**/modalias instead, triggering noth
 Either way all devices are planned at once and the modules loaded in parallel. Devices that
 appear because a driver was loaded (USB devices behind a new host controller, disks behind a
 storage driver) are then handled from their uevents until no event has come for the quiet
-period, at most until --timeout.
+period, at most until --timeout. Devices slower than that are missed: usb-storage, for one,
+scans a USB disk a second after its controller's driver is in. Where that matters (an
+initramfs looking for its root), run 'modaliasd run --coldplug' and 'modaliasd settle' instead.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --scan          read sysfs instead of triggering events

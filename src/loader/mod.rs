@@ -154,6 +154,7 @@ impl<K: Kernel> Loader<K> {
                 let mut head = [0u8; 6];
                 let n = read_head(&mut file, &mut head);
                 let compression = Compression::detect(&head[..n]);
+                let started = Instant::now();
                 let result = if compression == Compression::None {
                     // Kernels before 3.8 have only init_module.
                     match self.kernel.finit_module(&step.module, &file, &options, 0) {
@@ -179,7 +180,12 @@ impl<K: Kernel> Loader<K> {
                 };
                 match result {
                     Ok(()) => {
-                        tracing::debug!("inserted {} {}", step.module, step.options);
+                        tracing::debug!(
+                            "inserted {} in {:.1} ms {}",
+                            step.module,
+                            started.elapsed().as_secs_f64() * 1e3,
+                            step.options
+                        );
                         Ok(Loaded::Inserted)
                     }
                     Err(Errno(libc::EEXIST)) => Ok(Loaded::AlreadyLoaded),

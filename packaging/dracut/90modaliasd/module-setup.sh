@@ -21,4 +21,5 @@ install() {
     modaliasd -q compile --root "$initdir" --kver "$kernel" \
         || dwarn "modaliasd: could not compile the index; it will be built at boot"
     inst_hook pre-udev 10 "$moddir/modaliasd-coldplug.sh"
+    inst_hook cleanup 90 "$moddir/modaliasd-stop.sh"
 }

@@ -1,0 +1,160 @@
+//! Just enough ELF to find a module's sections by name, as libkmod reads them: 32- and 64-bit,
+//! either byte order. Module files come from anywhere, so every offset is checked.
+
+/// A parsed ELF object borrowing the file's bytes.
+pub struct Elf<'a> {
+    data: &'a [u8],
+    sections: Vec<Section>,
+    pub class64: bool,
+    pub big_endian: bool,
+}
+
+struct Section {
+    name: Vec<u8>,
+    offset: usize,
+    size: usize,
+}
+
+const SHT_NOBITS: u32 = 8;
+
+impl<'a> Elf<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<Elf<'a>, String> {
+        if data.len() < 0x34 || &data[..4] != b"\x7fELF" {
+            return Err("not an ELF object".into());
+        }
+        let class64 = match data[4] {
+            1 => false,
+            2 => true,
+            c => return Err(format!("unknown ELF class {c}")),
+        };
+        let big_endian = match data[5] {
+            1 => false,
+            2 => true,
+            d => return Err(format!("unknown ELF byte order {d}")),
+        };
+        let r = Reader { data, big_endian };
+        let (shoff, shentsize, shnum, shstrndx) = if class64 {
+            (r.u64(0x28)?, r.u16(0x3A)?, r.u16(0x3C)?, r.u16(0x3E)?)
+        } else {
+            (
+                r.u32(0x20)? as u64,
+                r.u16(0x2E)?,
+                r.u16(0x30)?,
+                r.u16(0x32)?,
+            )
+        };
+        let min_entsize = if class64 { 64 } else { 40 };
+        if shnum > 0 && (shentsize as usize) < min_entsize {
+            return Err(format!("section header size {shentsize} is too small"));
+        }
+        let mut raw = Vec::with_capacity(shnum as usize);
+        for i in 0..shnum as u64 {
+            let at = shoff
+                .checked_add(i * shentsize as u64)
+                .and_then(|a| usize::try_from(a).ok())
+                .ok_or("section header table out of range")?;
+            let (name, kind, offset, size) = if class64 {
+                (r.u32(at)?, r.u32(at + 4)?, r.u64(at + 24)?, r.u64(at + 32)?)
+            } else {
+                let (o, s) = (r.u32(at + 16)? as u64, r.u32(at + 20)? as u64);
+                (r.u32(at)?, r.u32(at + 4)?, o, s)
+            };
+            let (offset, size) = if kind == SHT_NOBITS {
+                (0, 0)
+            } else {
+                let end = offset.checked_add(size).ok_or("section size overflows")?;
+                if end > data.len() as u64 {
+                    return Err(format!("section {i} extends past the end of the file"));
+                }
+                (offset as usize, size as usize)
+            };
+            raw.push((name, offset, size));
+        }
+        let names = raw
+            .get(shstrndx as usize)
+            .map(|&(_, o, s)| &data[o..o + s])
+            .ok_or("no section name table")?;
+        let sections = raw
+            .into_iter()
+            .map(|(name, offset, size)| Section {
+                name: names
+                    .get(name as usize..)
+                    .map(|n| n.split(|&b| b == 0).next().unwrap_or(b"").to_vec())
+                    .unwrap_or_default(),
+                offset,
+                size,
+            })
+            .collect();
+        Ok(Elf {
+            data,
+            sections,
+            class64,
+            big_endian,
+        })
+    }
+
+    /// The contents of the first section called `name`.
+    pub fn section(&self, name: &str) -> Option<&'a [u8]> {
+        self.sections
+            .iter()
+            .find(|s| s.name == name.as_bytes())
+            .map(|s| &self.data[s.offset..s.offset + s.size])
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    big_endian: bool,
+}
+
+impl Reader<'_> {
+    fn bytes<const N: usize>(&self, at: impl TryInto<usize>) -> Result<[u8; N], String> {
+        let at: usize = at.try_into().map_err(|_| "offset out of range")?;
+        let mut b: [u8; N] = self
+            .data
+            .get(at..at.checked_add(N).ok_or("offset out of range")?)
+            .ok_or_else(|| format!("truncated at offset {at}"))?
+            .try_into()
+            .unwrap();
+        if self.big_endian {
+            b.reverse();
+        }
+        Ok(b)
+    }
+    fn u16(&self, at: impl TryInto<usize>) -> Result<u16, String> {
+        self.bytes(at).map(u16::from_le_bytes)
+    }
+    fn u32(&self, at: impl TryInto<usize>) -> Result<u32, String> {
+        self.bytes(at).map(u32::from_le_bytes)
+    }
+    fn u64(&self, at: impl TryInto<usize>) -> Result<u64, String> {
+        self.bytes(at).map(u64::from_le_bytes)
+    }
+}
+
+/// libkmod's `kmod_elf_get_strings`: the NUL-separated strings of a section, runs of NULs
+/// (padding) counting as one separator, a missing final NUL tolerated.
+pub fn strings(section: &[u8]) -> impl Iterator<Item = &[u8]> {
+    section.split(|&b| b == 0).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for data in [&b""[..], b"\x7fELF", &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]] {
+            let mut padded = data.to_vec();
+            assert!(Elf::parse(&padded).is_err());
+            padded.resize(64, 0xff);
+            assert!(Elf::parse(&padded).is_err());
+        }
+    }
+
+    #[test]
+    fn strings_skip_padding() {
+        let s: Vec<&[u8]> = strings(b"\0\0a=1\0\0\0b=2\0c").collect();
+        assert_eq!(s, [&b"a=1"[..], b"b=2", b"c"]);
+    }
+}
