@@ -9,6 +9,7 @@ mod config;
 mod doctor;
 pub mod json;
 mod load;
+mod modinfo;
 mod record;
 mod replay;
 mod resolve;
@@ -35,6 +36,7 @@ Commands:
   config    print the effective modprobe.d configuration with each entry's file:line
   doctor    point out configuration lines that do nothing or not what they say
   load      load modules (or print their plan) with modprobe semantics
+  modinfo   print a module's information as kmod's modinfo does
   run       the daemon: load drivers for kernel uevents as devices appear
   coldplug  load drivers for the devices present now, then exit
   record    write the kernel's uevents to a file (or - for standard output)
@@ -71,6 +73,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("config") => config::run(rest),
         Some("doctor") => doctor::run(rest),
         Some("load") => load::run(rest),
+        Some("modinfo") => modinfo::run(rest),
         Some("run") => run::run(rest),
         Some("coldplug") => coldplug::run(rest),
         Some("record") => record::run(rest),

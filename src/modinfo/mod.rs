@@ -216,6 +216,11 @@ pub fn render(
     let Some(info) = shown.info else {
         return Ok(());
     };
+    let labelled = field.is_none();
+    if field == Some("parm") {
+        // kmod gathers parm and parmtype for -F parm too, and prints them without the label.
+        return render_params(out, info, labelled, &sep);
+    }
     for f in info.all_fields() {
         let value = f.value.as_deref().unwrap_or(null);
         if let Some(field) = field {
@@ -243,8 +248,19 @@ pub fn render(
     if field.is_some() {
         return Ok(());
     }
+    render_params(out, info, labelled, &sep)
+}
+
+fn render_params(
+    out: &mut impl Write,
+    info: &ModuleInfo,
+    labelled: bool,
+    sep: &[u8],
+) -> std::io::Result<()> {
     for p in info.params() {
-        write!(out, "{:<16}", "parm:")?;
+        if labelled {
+            write!(out, "{:<16}", "parm:")?;
+        }
         out.write_all(&p.name)?;
         out.write_all(b":")?;
         match (&p.description, &p.kind) {
@@ -258,7 +274,7 @@ pub fn render(
             (None, Some(k)) => out.write_all(k)?,
             (None, None) => {}
         }
-        out.write_all(&sep)?;
+        out.write_all(sep)?;
     }
     Ok(())
 }

@@ -70,6 +70,7 @@ pub fn appended(module: &[u8]) -> Option<Signature> {
 }
 
 /// One DER element: its tag and contents.
+#[derive(Clone, Copy)]
 struct Tlv<'a> {
     tag: u8,
     body: &'a [u8],
@@ -104,25 +105,103 @@ fn next(data: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
     ))
 }
 
-/// The elements inside a constructed element's body.
-fn children(body: &[u8]) -> impl Iterator<Item = Tlv<'_>> {
-    let mut rest = body;
-    std::iter::from_fn(move || {
-        let (tlv, r) = next(rest)?;
-        rest = r;
-        Some(tlv)
-    })
+/// Reads a constructed element's children one by one, each with the tag it must have, and
+/// insists that nothing is left over: OpenSSL's template decoder is that strict, and a
+/// signature it cannot decode is one libkmod does not show.
+struct Children<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Children<'a> {
+    fn of(t: Tlv<'a>) -> Children<'a> {
+        Children { rest: t.body }
+    }
+    fn take(&mut self, tag: u8) -> Option<Tlv<'a>> {
+        let (t, rest) = next(self.rest)?;
+        if !tag_matches(t.tag, tag) {
+            return None;
+        }
+        self.rest = rest;
+        Some(t)
+    }
+    fn optional(&mut self, tag: u8) -> Option<Tlv<'a>> {
+        match next(self.rest) {
+            Some((t, _)) if tag_matches(t.tag, tag) => self.take(tag),
+            _ => None,
+        }
+    }
+    fn any(&mut self) -> Option<Tlv<'a>> {
+        let (t, rest) = next(self.rest)?;
+        self.rest = rest;
+        Some(t)
+    }
+    fn done(&self) -> Option<()> {
+        self.rest.is_empty().then_some(())
+    }
+    /// The remaining children, all with `tag`.
+    fn all(mut self, tag: u8) -> Option<Vec<Tlv<'a>>> {
+        let mut all = Vec::new();
+        while !self.rest.is_empty() {
+            all.push(self.take(tag)?);
+        }
+        Some(all)
+    }
+}
+
+/// OpenSSL insists on the constructed bit for a SEQUENCE but not for a SET OF.
+fn tag_matches(actual: u8, wanted: u8) -> bool {
+    actual == wanted || (wanted == SET && actual == SET & !0x20)
 }
 
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
+const NULL: u8 = 0x05;
 const OID: u8 = 0x06;
+const CONTEXT_0: u8 = 0xa0;
+const CONTEXT_1: u8 = 0xa1;
 /// 1.2.840.113549.1.7.2, signedData.
 const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 /// 2.5.4.3, commonName.
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+
+/// An OBJECT IDENTIFIER's contents as OpenSSL accepts them: not empty, no sub-identifier
+/// padded with 0x80, the last byte ending one.
+fn valid_oid(body: &[u8]) -> bool {
+    !body.is_empty()
+        && body.last().is_some_and(|&b| b & 0x80 == 0)
+        && body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != 0x80 || (i > 0 && body[i - 1] & 0x80 != 0))
+}
+
+/// An INTEGER's contents as OpenSSL 3 accepts them: not empty, minimally encoded.
+fn valid_integer(body: &[u8]) -> bool {
+    match body {
+        [] => false,
+        [0x00, b, ..] => b & 0x80 != 0,
+        [0xff, b, ..] => b & 0x80 == 0,
+        _ => true,
+    }
+}
+
+/// AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }
+fn algorithm(t: Tlv<'_>) -> Option<&[u8]> {
+    let mut c = Children::of(t);
+    let algo = c.take(OID)?;
+    if !valid_oid(algo.body) {
+        return None;
+    }
+    if let Some(p) = c.any() {
+        if p.tag == NULL && !p.body.is_empty() {
+            return None;
+        }
+    }
+    c.done()?;
+    Some(algo.body)
+}
 
 fn hash_algo(oid: &[u8]) -> Option<&'static str> {
     const NIST: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02];
@@ -142,63 +221,149 @@ fn hash_algo(oid: &[u8]) -> Option<&'static str> {
     Some(HASH_ALGOS[index])
 }
 
-/// libkmod's `fill_pkcs7`: the first SignerInfo's issuer CN, serial, digest and signature.
+/// An X.509 name's attribute value as OpenSSL decodes it, then canonicalises it (converting the
+/// Unicode string types, which fails on malformed ones). Its type must be one of
+/// ASN1_PRINTABLE's: the string types in that mask, SEQUENCE, and the tags OpenSSL maps to
+/// "unknown"; only SEQUENCE may be constructed.
+fn valid_name_value(t: Tlv<'_>) -> bool {
+    let number = t.tag & 0x1f;
+    let accepted = matches!(number, 3 | 7 | 8 | 9 | 11..=16 | 18..=20 | 22 | 28..=30);
+    let constructed = t.tag & 0x20 != 0;
+    t.tag & 0xc0 == 0
+        && accepted
+        && (!constructed || t.tag == SEQUENCE)
+        && match t.tag {
+            0x0c => std::str::from_utf8(t.body).is_ok(),
+            0x1e => t.body.len() % 2 == 0,
+            0x1c => t.body.len() % 4 == 0,
+            _ => true,
+        }
+}
+
+/// Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value }. libkmod shows the common name or,
+/// when there is none, the last attribute's value (its loop stops at the common name or runs
+/// off the end).
+fn issuer_name(t: Tlv<'_>) -> Option<Vec<u8>> {
+    let mut shown: Option<&[u8]> = None;
+    let mut found_cn = false;
+    for rdn in Children::of(t).all(SET)? {
+        let atvs = Children::of(rdn).all(SEQUENCE)?;
+        if atvs.is_empty() {
+            return None;
+        }
+        for atv in atvs {
+            let mut c = Children::of(atv);
+            let oid = c.take(OID)?;
+            if !valid_oid(oid.body) {
+                return None;
+            }
+            let value = c.any()?;
+            c.done()?;
+            if !valid_name_value(value) {
+                return None;
+            }
+            if !found_cn {
+                shown = Some(value.body);
+                found_cn = oid.body == OID_COMMON_NAME;
+            }
+        }
+    }
+    // ASN1_STRING_get0_data is read as a C string.
+    Some(
+        shown
+            .map(|v| v.split(|&b| b == 0).next().unwrap_or_default().to_vec())
+            .unwrap_or_default(),
+    )
+}
+
+/// What OpenSSL's `BN_bn2bin` makes of an INTEGER: its absolute value, big-endian, without
+/// leading zero bytes (a negative serial number is two's complement).
+fn magnitude(integer: &[u8]) -> Vec<u8> {
+    let mut bytes = integer.to_vec();
+    if integer.first().is_some_and(|&b| b & 0x80 != 0) {
+        let mut carry = true;
+        for b in bytes.iter_mut().rev() {
+            *b = !*b;
+            if carry {
+                let (v, overflow) = b.overflowing_add(1);
+                *b = v;
+                carry = overflow;
+            }
+        }
+    }
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    bytes.drain(..zeros);
+    bytes
+}
+
+/// libkmod's `fill_pkcs7`: the first SignerInfo's issuer CN, serial, digest and signature,
+/// provided the whole ContentInfo decodes.
 fn pkcs7(der: &[u8]) -> Option<Signature> {
     let (content_info, _) = next(der)?;
-    let mut ci = children(content_info.body);
-    let oid = ci.next()?;
-    if oid.tag != OID || oid.body != OID_SIGNED_DATA {
+    if content_info.tag != SEQUENCE {
         return None;
     }
-    let explicit = ci.next()?; // [0] EXPLICIT
-    let signed_data = children(explicit.body).next()?;
-    if signed_data.tag != SEQUENCE {
+    let mut ci = Children::of(content_info);
+    let content_type = ci.take(OID)?;
+    if content_type.body != OID_SIGNED_DATA {
         return None;
     }
-    // version, digestAlgorithms, contentInfo, [0] certificates, [1] crls, signerInfos
-    let signer_infos = children(signed_data.body).skip(3).find(|t| t.tag == SET)?;
-    let signer_info = children(signer_infos.body).next()?;
-    let mut si = children(signer_info.body);
-    let _version = si.next()?;
-    let issuer_and_serial = si.next()?;
-    if issuer_and_serial.tag != SEQUENCE {
-        return None; // a subjectKeyIdentifier: libkmod (OpenSSL's PKCS7) reads no signer then
-    }
-    let mut ias = children(issuer_and_serial.body);
-    let issuer = ias.next()?;
-    let serial = ias.next()?;
-    if serial.tag != INTEGER {
+    let explicit = ci.take(CONTEXT_0)?;
+    ci.done()?;
+    let mut ex = Children::of(explicit);
+    let signed_data = ex.take(SEQUENCE)?;
+    ex.done()?;
+
+    let mut sd = Children::of(signed_data);
+    let version = sd.take(INTEGER)?;
+    if !valid_integer(version.body) {
         return None;
     }
-    let digest_algorithm = si.next()?;
-    let digest_oid = children(digest_algorithm.body).next()?;
-    let mut rest = si.filter(|t| t.tag != 0xa0 && t.tag != 0xa1);
-    let _signature_algorithm = rest.next()?;
-    let encrypted_digest = rest.next()?;
-    if encrypted_digest.tag != OCTET_STRING {
+    for a in Children::of(sd.take(SET)?).all(SEQUENCE)? {
+        algorithm(a)?;
+    }
+    // The signed content's ContentInfo: its type, and the content only when attached.
+    let mut inner = Children::of(sd.take(SEQUENCE)?);
+    if !valid_oid(inner.take(OID)?.body) {
         return None;
     }
-    let signer = children(issuer.body)
-        .flat_map(|rdn| children(rdn.body))
-        .find_map(|atv| {
-            let mut parts = children(atv.body);
-            let oid = parts.next()?;
-            (oid.tag == OID && oid.body == OID_COMMON_NAME).then(|| parts.next().map(|v| v.body))?
-        })
-        .unwrap_or_default();
-    // As OpenSSL's BN_bn2bin: the magnitude without leading zero bytes.
-    let key_id: Vec<u8> = serial
-        .body
-        .iter()
-        .copied()
-        .skip_while(|&b| b == 0)
-        .collect();
+    inner.optional(CONTEXT_0);
+    inner.done()?;
+    sd.optional(CONTEXT_0); // certificates: sign-file leaves them out
+    sd.optional(CONTEXT_1); // CRLs
+    let signer_infos = Children::of(sd.take(SET)?).all(SEQUENCE)?;
+    sd.done()?;
+
+    let mut first = None;
+    for info in signer_infos {
+        let mut si = Children::of(info);
+        let version = si.take(INTEGER)?;
+        if !valid_integer(version.body) {
+            return None;
+        }
+        let mut ias = Children::of(si.take(SEQUENCE)?);
+        let issuer = issuer_name(ias.take(SEQUENCE)?)?;
+        let serial = ias.take(INTEGER)?;
+        if !valid_integer(serial.body) {
+            return None;
+        }
+        ias.done()?;
+        let digest = algorithm(si.take(SEQUENCE)?)?;
+        si.optional(CONTEXT_0); // authenticated attributes
+        algorithm(si.take(SEQUENCE)?)?;
+        let encrypted_digest = si.take(OCTET_STRING)?;
+        si.optional(CONTEXT_1);
+        si.done()?;
+        first.get_or_insert((issuer, serial.body, digest, encrypted_digest.body));
+    }
+    let (signer, serial, digest, signature) = first?;
+    let key_id = magnitude(serial);
     Some(Signature {
         id_type: ID_TYPES[PKEY_ID_PKCS7 as usize],
-        signer: signer.to_vec(),
+        signer,
         key_id,
-        hash_algo: hash_algo(digest_oid.body)?,
-        signature: encrypted_digest.body.to_vec(),
+        hash_algo: hash_algo(digest)?,
+        signature: signature.to_vec(),
         signed_len: 0,
     })
 }

@@ -136,6 +136,26 @@ impl<'a> Planner<'a> {
         (!refs.is_empty()).then_some(refs)
     }
 
+    /// The modules `key` names, as libkmod's lookup finds them (the configuration's aliases
+    /// included; no blacklist), each with its `modules.dep` path, `None` when built in or not
+    /// in `modules.dep`.
+    pub fn lookup_paths(&self, key: &str) -> Vec<(String, Option<String>)> {
+        self.lookup(key.as_bytes())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let path = match m.builtin || self.builtin.contains(m.name.as_str()) {
+                    true => None,
+                    false => self
+                        .modules
+                        .get(m.name.as_str())
+                        .map(|(p, _)| p.to_string()),
+                };
+                (m.name, path)
+            })
+            .collect()
+    }
+
     fn is_blacklisted(&self, name: &str) -> bool {
         self.config.blacklist.iter().any(|b| b.module == name)
     }
