@@ -173,7 +173,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         }
         for (_, r) in loader.load_plans(&work.plans) {
             if let Err(e) = r {
-                tracing::error!("{e}");
+                super::report_load_error(&setup.root, &setup.dir, &e);
                 *failures += 1;
             }
         }

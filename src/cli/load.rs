@@ -125,7 +125,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             .collect();
         for (module, result) in loader.load_plans(&plans) {
             if let Err(e) = result {
-                tracing::error!("{e}");
+                super::report_load_error(&root, &dir, &e);
                 if required.contains(module.as_str()) {
                     status = EXIT_INVALID_INPUT;
                 }

@@ -319,3 +319,24 @@ pub(crate) fn report_warnings(warnings: &[crate::index::Warning], limit: usize) 
         );
     }
 }
+
+/// Logs a failed load and, when the kernel refused an insertion, why (the diagnosis reads the
+/// module file and the running kernel's state below `root`).
+pub(crate) fn report_load_error(
+    root: &std::path::Path,
+    module_dir: &std::path::Path,
+    e: &crate::loader::LoadError,
+) {
+    tracing::error!("{e}");
+    let (Some(errno), Some(path)) = (e.errno, e.path.as_deref()) else {
+        return;
+    };
+    if !path.exists() {
+        return;
+    }
+    let ctx = crate::diagnostics::failure::Context::new(root, module_dir);
+    let d = crate::diagnostics::failure::diagnose(&ctx, &e.module, Some(path), &e.options, errno);
+    for line in d.to_string().lines() {
+        tracing::error!("{line}");
+    }
+}

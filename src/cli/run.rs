@@ -134,6 +134,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let stdout = std::io::stdout();
     let mut printer = DryRun::new(std::io::BufWriter::new(stdout.lock()), setup.target_dir());
     let loader = Loader::new(LinuxKernel::new(&setup.root), setup.dir.clone());
+    // A reload keeps the root and module directory: the pool's diagnoses may use these.
+    let (root, module_dir) = (setup.root.clone(), setup.dir.clone());
     let (to_pool, from_listener) = mpsc::channel::<Work>();
     let from_listener = Mutex::new(from_listener);
     let mut handled = 0u64;
@@ -157,7 +159,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         }
                         for (_, r) in loader.load_plans(&work.plans) {
                             if let Err(e) = r {
-                                tracing::error!("{e}");
+                                super::report_load_error(&root, &module_dir, &e);
                             }
                         }
                         in_pool.fetch_sub(1, Ordering::SeqCst);

@@ -1,7 +1,13 @@
 //! Diagnostics: what an expert would point out.
 //!
-//! So far the configuration lint behind `modaliasd doctor`: mistakes in modprobe.d and on the
-//! kernel command line that kmod accepts without a word and that then silently do nothing.
+//! The configuration lint behind `modaliasd doctor` (mistakes in modprobe.d and on the kernel
+//! command line that kmod accepts without a word and that then silently do nothing), the
+//! diagnosis of a failed insertion ([`failure`]), parameter value checks ([`params`]) and the
+//! taint flags ([`taint`]).
+
+pub mod failure;
+pub mod params;
+pub mod taint;
 
 use crate::modprobe::Config;
 use crate::modprobe::config::{Origin, split_cmdline};

@@ -34,6 +34,7 @@ impl Errno {
             libc::EEXIST => "EEXIST",
             libc::ENODEV => "ENODEV",
             libc::EINVAL => "EINVAL",
+            libc::ERANGE => "ERANGE",
             libc::ETXTBSY => "ETXTBSY",
             libc::EFBIG => "EFBIG",
             libc::ENOSPC => "ENOSPC",
@@ -97,17 +98,27 @@ pub trait Kernel: Send + Sync {
     fn module_state(&self, name: &str) -> ModuleState;
     /// The decompressor built into the kernel (`/sys/module/compression`), if any.
     fn decompressor(&self) -> Option<Compression>;
+    /// `/proc/sys/kernel/tainted`, when it can be read.
+    fn tainted(&self) -> Option<u64> {
+        None
+    }
+    /// The taint letters a loaded module gave the kernel (`/sys/module/NAME/taint`).
+    fn module_taint(&self, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The running kernel, with `/sys` read under a root (`--root`, for a system being set up).
 pub struct LinuxKernel {
     sys: PathBuf,
+    proc: PathBuf,
 }
 
 impl LinuxKernel {
     pub fn new(root: &std::path::Path) -> LinuxKernel {
         LinuxKernel {
             sys: root.join("sys"),
+            proc: root.join("proc"),
         }
     }
 }
@@ -175,5 +186,19 @@ impl Kernel for LinuxKernel {
     fn decompressor(&self) -> Option<Compression> {
         let name = std::fs::read_to_string(self.sys.join("module/compression")).ok()?;
         Compression::from_kernel_name(&name)
+    }
+
+    fn tainted(&self) -> Option<u64> {
+        std::fs::read_to_string(self.proc.join("sys/kernel/tainted"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn module_taint(&self, name: &str) -> Option<String> {
+        let text =
+            std::fs::read_to_string(self.sys.join("module").join(name).join("taint")).ok()?;
+        Some(text.trim().to_owned())
     }
 }

@@ -46,6 +46,10 @@ pub struct LoadError {
     pub module: String,
     pub errno: Option<Errno>,
     pub message: String,
+    /// The module file, for a failed insertion (what the diagnosis reads).
+    pub path: Option<PathBuf>,
+    /// The options it was given.
+    pub options: String,
 }
 
 impl std::fmt::Display for LoadError {
@@ -86,11 +90,16 @@ impl<K: Kernel> Loader<K> {
         }
     }
 
-    fn error(step: &Step, errno: Option<Errno>, message: impl Into<String>) -> LoadError {
+    fn error(&self, step: &Step, errno: Option<Errno>, message: impl Into<String>) -> LoadError {
         LoadError {
             module: step.module.clone(),
             errno,
             message: message.into(),
+            path: match &step.action {
+                Action::Insert { path } => Some(self.module_dir.join(path)),
+                _ => None,
+            },
+            options: step.options.clone(),
         }
     }
 
@@ -129,11 +138,7 @@ impl<K: Kernel> Loader<K> {
     pub fn insert(&self, step: &Step) -> Outcome {
         match &step.action {
             Action::Builtin => Ok(Loaded::Builtin),
-            Action::Missing => Err(Self::error(
-                step,
-                Some(Errno(libc::ENOENT)),
-                "Module not found",
-            )),
+            Action::Missing => Err(self.error(step, Some(Errno(libc::ENOENT)), "Module not found")),
             Action::Install { command } => self.run_install(step, command),
             Action::Insert { path } => {
                 match self.kernel.module_state(&step.module) {
@@ -142,10 +147,10 @@ impl<K: Kernel> Loader<K> {
                     ModuleState::Absent | ModuleState::Going => {}
                 }
                 let options = CString::new(step.options.as_bytes())
-                    .map_err(|_| Self::error(step, None, "options contain a NUL byte"))?;
+                    .map_err(|_| self.error(step, None, "options contain a NUL byte"))?;
                 let file_path = self.module_dir.join(path);
                 let mut file = std::fs::File::open(&file_path).map_err(|e| {
-                    Self::error(
+                    self.error(
                         step,
                         e.raw_os_error().map(Errno),
                         format!("{}: {e}", file_path.display()),
@@ -154,6 +159,7 @@ impl<K: Kernel> Loader<K> {
                 let mut head = [0u8; 6];
                 let n = read_head(&mut file, &mut head);
                 let compression = Compression::detect(&head[..n]);
+                let taint_before = self.kernel.tainted();
                 let started = Instant::now();
                 let result = if compression == Compression::None {
                     // Kernels before 3.8 have only init_module.
@@ -186,12 +192,35 @@ impl<K: Kernel> Loader<K> {
                             started.elapsed().as_secs_f64() * 1e3,
                             step.options
                         );
+                        self.report_taint(&step.module, taint_before);
                         Ok(Loaded::Inserted)
                     }
                     Err(Errno(libc::EEXIST)) => Ok(Loaded::AlreadyLoaded),
                     Err(Errno(libc::ENODEV)) => Ok(Loaded::NoDevice),
-                    Err(e) => Err(Self::error(step, Some(e), e.to_string())),
+                    Err(e) => Err(self.error(step, Some(e), e.to_string())),
                 }
+            }
+        }
+    }
+
+    /// Logs the taint flags that appeared while `module` was inserted, and which of them the
+    /// module itself caused (its own `/sys/module/NAME/taint`).
+    fn report_taint(&self, module: &str, before: Option<u64>) {
+        let (Some(before), Some(after)) = (before, self.kernel.tainted()) else {
+            return;
+        };
+        let new = after & !before;
+        if new == 0 {
+            return;
+        }
+        let own = self.kernel.module_taint(module).unwrap_or_default();
+        for (letter, meaning) in crate::diagnostics::taint::decode(new) {
+            if own.contains(letter) {
+                tracing::warn!("{module} tainted the kernel: {letter} ({meaning})");
+            } else {
+                tracing::warn!(
+                    "the kernel became tainted while {module} was inserted: {letter} ({meaning})"
+                );
             }
         }
     }
@@ -221,11 +250,11 @@ impl<K: Kernel> Loader<K> {
             .args(["-c", &command])
             .env("MODPROBE_MODULE", &step.module)
             .status()
-            .map_err(|e| Self::error(step, None, format!("cannot run install command: {e}")))?;
+            .map_err(|e| self.error(step, None, format!("cannot run install command: {e}")))?;
         if status.success() {
             Ok(Loaded::InstallCommand)
         } else {
-            Err(Self::error(
+            Err(self.error(
                 step,
                 None,
                 format!("install command '{command}' failed ({status})"),
@@ -367,6 +396,8 @@ impl<K: Kernel> Loader<K> {
                     module: step.module.clone(),
                     errno: None,
                     message: format!("dependency {dep} failed to load"),
+                    path: None,
+                    options: step.options.clone(),
                 }),
                 Some(Ok(dep)) => {
                     tracing::debug!("not inserting {}: {dep} found no device", step.module);

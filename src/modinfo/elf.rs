@@ -7,6 +7,8 @@ pub struct Elf<'a> {
     sections: Vec<Section>,
     pub class64: bool,
     pub big_endian: bool,
+    /// `e_machine`: 62 is x86-64, 183 AArch64, 3 i386, ...
+    pub machine: u16,
 }
 
 struct Section {
@@ -33,6 +35,7 @@ impl<'a> Elf<'a> {
             d => return Err(format!("unknown ELF byte order {d}")),
         };
         let r = Reader { data, big_endian };
+        let machine = r.u16(0x12)?;
         let (shoff, shentsize, shnum, shstrndx) = if class64 {
             (r.u64(0x28)?, r.u16(0x3A)?, r.u16(0x3C)?, r.u16(0x3E)?)
         } else {
@@ -90,6 +93,7 @@ impl<'a> Elf<'a> {
             sections,
             class64,
             big_endian,
+            machine,
         })
     }
 
@@ -99,6 +103,56 @@ impl<'a> Elf<'a> {
             .iter()
             .find(|s| s.name == name.as_bytes())
             .map(|s| &self.data[s.offset..s.offset + s.size])
+    }
+
+    fn reader(&self, data: &'a [u8]) -> Reader<'a> {
+        Reader {
+            data,
+            big_endian: self.big_endian,
+        }
+    }
+
+    /// The module's `__versions` table (modversions): each imported symbol's CRC as the
+    /// module was built against it, in table order.
+    pub fn versions(&self) -> Vec<(u32, String)> {
+        let Some(table) = self.section("__versions") else {
+            return Vec::new();
+        };
+        let crc_size = if self.class64 { 8 } else { 4 };
+        let r = self.reader(table);
+        table
+            .chunks_exact(64)
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                let crc = r
+                    .u32(i * 64 + if self.big_endian { crc_size - 4 } else { 0 })
+                    .ok()?;
+                let name = entry[crc_size..].split(|&b| b == 0).next()?;
+                Some((crc, String::from_utf8_lossy(name).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Symbols the module uses but does not define: the kernel must find each exported by
+    /// itself or a loaded module ("Unknown symbol" otherwise).
+    pub fn undefined_symbols(&self) -> Vec<String> {
+        let (Some(symtab), Some(strtab)) = (self.section(".symtab"), self.section(".strtab"))
+        else {
+            return Vec::new();
+        };
+        let r = self.reader(symtab);
+        let (size, shndx_at) = if self.class64 { (24, 6) } else { (16, 14) };
+        (0..symtab.len() / size)
+            .filter_map(|i| {
+                let name = r.u32(i * size).ok()? as usize;
+                let shndx = r.u16(i * size + shndx_at).ok()?;
+                if shndx != 0 || name == 0 {
+                    return None;
+                }
+                let name = strtab.get(name..)?.split(|&b| b == 0).next()?;
+                Some(String::from_utf8_lossy(name).into_owned())
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,266 @@
+//! The failed-load diagnosis on real Debian modules, against a fake running system: a root
+//! whose proc, sys and dev/kmsg say what the test wants (the release, signature enforcement,
+//! keyrings, exported symbols, the kernel's messages) and whose lib/modules/RELEASE is the real
+//! 6.12 tree. The real failures are in tests/vm (a kernel refusing these same files).
+
+mod support;
+
+use modaliasd::diagnostics::failure::{Context, Diagnosis, diagnose, preflight};
+use modaliasd::loader::kernel::Errno;
+use modaliasd::modinfo::{elf::Elf, read_module_file};
+use std::path::{Path, PathBuf};
+use support::{KernelTree, TempDir, kernel_tree};
+
+struct FakeSystem {
+    tmp: TempDir,
+    tree: KernelTree,
+}
+
+impl FakeSystem {
+    fn new() -> FakeSystem {
+        let tree = kernel_tree("6.12");
+        let tmp = TempDir::new("diagnosis");
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+        std::os::unix::fs::symlink(tree.module_dir(), root.join("lib/modules").join(&tree.kver))
+            .unwrap();
+        let f = FakeSystem { tmp, tree };
+        f.write("proc/sys/kernel/osrelease", &format!("{}\n", f.tree.kver));
+        f.write("sys/module/module/parameters/sig_enforce", "N\n");
+        f.write(
+            "sys/kernel/security/lockdown",
+            "[none] integrity confidentiality\n",
+        );
+        f
+    }
+    fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.root().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn module_dir(&self) -> PathBuf {
+        self.root().join("lib/modules").join(&self.tree.kver)
+    }
+    fn module_path(&self, tree: &KernelTree, name: &str) -> PathBuf {
+        let dep = std::fs::read_to_string(tree.module_dir().join("modules.dep")).unwrap();
+        let rel = dep
+            .lines()
+            .map(|l| l.split(':').next().unwrap())
+            .find(|p| modaliasd::names::modname_from_path(p) == name)
+            .unwrap();
+        tree.module_dir().join(rel)
+    }
+    fn diagnose(&self, module: &str, path: &Path, options: &str, errno: i32) -> Diagnosis {
+        let dir = self.module_dir();
+        let ctx = Context::new(self.root(), &dir);
+        diagnose(&ctx, module, Some(path), options, Errno(errno))
+    }
+    /// A copy of module `name`'s image, edited, written as a plain .ko.
+    fn edited(&self, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+        let mut image = read_module_file(&self.module_path(&self.tree, name)).unwrap();
+        edit(&mut image);
+        let out = self.root().join(format!("{name}-edited.ko"));
+        std::fs::write(&out, image).unwrap();
+        out
+    }
+}
+
+const MAGIC: &[u8] = b"~Module signature appended~\n";
+
+fn strip_signature(image: &mut Vec<u8>) {
+    assert!(image.ends_with(MAGIC));
+    let n = image.len();
+    let sig_len = u32::from_be_bytes(image[n - 32..n - 28].try_into().unwrap()) as usize;
+    image.truncate(n - 40 - sig_len);
+}
+
+#[test]
+fn vermagic_of_another_kernel_release() {
+    let sys = FakeSystem::new();
+    let old = kernel_tree("6.1");
+    let d = sys.diagnose("dummy", &sys.module_path(&old, "dummy"), "", libc::ENOEXEC);
+    let text = d.to_string();
+    assert!(
+        text.contains(&format!("built for kernel {}", old.kver)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("running kernel is {}", sys.tree.kver)),
+        "{text}"
+    );
+}
+
+#[test]
+fn modversions_names_the_symbol_and_its_exporter() {
+    let sys = FakeSystem::new();
+    let mut altered = String::new();
+    let path = sys.edited("xhci_pci", |image| {
+        let elf = Elf::parse(image).unwrap();
+        let versions = elf.versions();
+        // A symbol another module exports, so the "through which module" part shows.
+        let (index, (_, name)) = versions
+            .iter()
+            .enumerate()
+            .find(|(_, (_, n))| n.starts_with("xhci_"))
+            .unwrap();
+        altered = name.clone();
+        let table = elf.section("__versions").unwrap();
+        let at = table.as_ptr() as usize - image.as_ptr() as usize + index * 64;
+        image[at] ^= 0xff;
+        strip_signature(image);
+    });
+    let d = sys.diagnose("xhci_pci", &path, "", libc::ENOEXEC);
+    let text = d.to_string();
+    assert!(text.contains(&format!("symbol {altered}")), "{text}");
+    assert!(text.contains("exported by module xhci_hcd"), "{text}");
+}
+
+#[test]
+fn signatures_under_enforcement() {
+    let sys = FakeSystem::new();
+    sys.write("sys/module/module/parameters/sig_enforce", "Y\n");
+    let unsigned = sys.edited("dummy", strip_signature);
+    let d = sys.diagnose("dummy", &unsigned, "", libc::EKEYREJECTED);
+    assert!(d.cause.contains("not signed"), "{d}");
+    assert!(d.to_string().contains("sig_enforce=Y"), "{d}");
+    assert!(
+        d.fix.as_deref().unwrap().contains("mokutil --import"),
+        "{d}"
+    );
+
+    // Signed, but by a key the keyrings lack.
+    sys.write(
+        "proc/keys",
+        "0a1b2c3d I------     1 perm 1f030000     0     0 asymmetric Some Other CA: 0123abcd: X509.rsa 0123abcd []\n\
+         0a1b2c3e I------     1 perm 1f0b0000     0     0 keyring   .builtin_trusted_keys: 1\n",
+    );
+    let signed = sys.module_path(&sys.tree, "dummy");
+    let d = sys.diagnose("dummy", &signed, "", libc::EKEYREJECTED);
+    assert!(
+        d.cause.contains("none of the kernel's keyrings holds"),
+        "{d}"
+    );
+    assert!(d.to_string().contains("Some Other CA"), "{d}");
+    // doctor NAME sees it coming.
+    let dir = sys.module_dir();
+    let ctx = Context::new(sys.root(), &dir);
+    let found = preflight(&ctx, "dummy", &signed, "");
+    assert!(
+        found.iter().any(|d| d.cause.contains("keyrings")),
+        "{found:?}"
+    );
+
+    // The key is there but the bytes were changed after signing.
+    let signer = {
+        let info = modaliasd::modinfo::ModuleInfo::from_file(&signed).unwrap();
+        String::from_utf8(info.signature.unwrap().signer).unwrap()
+    };
+    sys.write(
+        "proc/keys",
+        &format!("0a1b2c3d I------     1 perm 1f030000     0     0 asymmetric {signer}: 99aa: X509.rsa 99aa []\n"),
+    );
+    let tampered = sys.edited("dummy", |image| image[100] ^= 1);
+    let d = sys.diagnose("dummy", &tampered, "", libc::EKEYREJECTED);
+    assert!(d.cause.contains("does not match the module"), "{d}");
+}
+
+#[test]
+fn unknown_symbols_from_the_log_or_kallsyms() {
+    let sys = FakeSystem::new();
+    let path = sys.module_path(&sys.tree, "xhci_pci");
+    // The kernel's message names the symbol.
+    sys.write(
+        "dev/kmsg",
+        "3,100,5000,-;xhci_pci: Unknown symbol xhci_run (err -2)\n",
+    );
+    let d = sys.diagnose("xhci_pci", &path, "", libc::ENOENT);
+    assert!(
+        d.to_string()
+            .contains("xhci_run: exported by module xhci_hcd"),
+        "{d}"
+    );
+    assert!(
+        d.kernel_said.iter().any(|l| l.contains("Unknown symbol")),
+        "{d}"
+    );
+    // No log: what kallsyms lacks.
+    std::fs::remove_file(sys.root().join("dev/kmsg")).unwrap();
+    let image = read_module_file(&path).unwrap();
+    let undefined = Elf::parse(&image).unwrap().undefined_symbols();
+    let present: String = undefined
+        .iter()
+        .filter(|s| !s.starts_with("xhci_"))
+        .map(|s| format!("0000000000000000 T {s}\n"))
+        .collect();
+    sys.write("proc/kallsyms", &present);
+    let d = sys.diagnose("xhci_pci", &path, "", libc::ENOENT);
+    let text = d.to_string();
+    assert!(text.contains("exported by module xhci_hcd"), "{text}");
+    assert!(!text.contains("printk"), "{text}");
+}
+
+#[test]
+fn parameter_values_against_their_types() {
+    let sys = FakeSystem::new();
+    let path = sys.module_path(&sys.tree, "dummy");
+    let d = sys.diagnose("dummy", &path, "numdummies=4294967296", libc::ERANGE);
+    assert!(d.cause.contains("numdummies=4294967296"), "{d}");
+    assert!(d.cause.contains("outside the range of int"), "{d}");
+    let d = sys.diagnose("dummy", &path, "numdummies=lots", libc::EINVAL);
+    assert!(d.cause.contains("not a valid int"), "{d}");
+    let dir = sys.module_dir();
+    let ctx = Context::new(sys.root(), &dir);
+    let found = preflight(&ctx, "dummy", &path, "numdummies=2 nosuch=1");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].cause.contains("'nosuch' names no parameter"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn doctor_lints_option_values_and_checks_named_modules() {
+    let tree = kernel_tree("6.12");
+    let tmp = TempDir::new("doctor-options");
+    let conf = tmp.path().join("x.conf");
+    std::fs::write(
+        &conf,
+        "options e1000e debug=2\noptions dummy numdummies=4294967296 bogus=1\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .arg("doctor")
+            .arg("--root")
+            .arg(&tree.root)
+            .args(["--kver", &tree.kver, "--cmdline", "none", "-C"])
+            .arg(&conf)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let lint = run(&[]);
+    let text = String::from_utf8_lossy(&lint.stdout);
+    assert_eq!(lint.status.code(), Some(1), "{text}");
+    let at = format!(
+        "{}:2: warning: dummy: option numdummies=4294967296",
+        conf.display()
+    );
+    assert!(text.contains(&at), "{text}");
+    assert!(text.contains("'bogus' names no parameter"), "{text}");
+    assert!(
+        !text.contains(":1: warning"),
+        "e1000e's line is right: {text}"
+    );
+
+    let named = run(&["e1000e"]);
+    let text = String::from_utf8_lossy(&named.stdout);
+    assert_eq!(named.status.code(), Some(0), "{text}");
+    assert!(text.contains("e1000e: no problem found"), "{text}");
+    let named = run(&["dummy"]);
+    assert_eq!(named.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&named.stdout).contains("outside the range of int"));
+}
