@@ -334,7 +334,8 @@ pub(crate) fn report_load_error(
     if !path.exists() {
         return;
     }
-    let ctx = crate::diagnostics::failure::Context::new(root, module_dir);
+    let mut ctx = crate::diagnostics::failure::Context::new(root, module_dir);
+    ctx.since_usec = e.tried_usec;
     let d = crate::diagnostics::failure::diagnose(&ctx, &e.module, Some(path), &e.options, errno);
     for line in d.to_string().lines() {
         tracing::error!("{line}");

@@ -101,8 +101,9 @@ impl System {
         )
     }
 
-    /// The kernel log's messages (`/dev/kmsg` records, or lines of a plain file in a test).
-    pub fn kernel_messages(&self) -> Vec<String> {
+    /// The kernel log's messages (`/dev/kmsg` records `PRIO,SEQ,USEC,FLAGS;TEXT`, or lines of a
+    /// plain file in a test), each with its time in microseconds since boot.
+    pub fn kernel_messages(&self) -> Vec<(u64, String)> {
         use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.root.join("dev/kmsg");
@@ -123,7 +124,13 @@ impl System {
                     String::from_utf8_lossy(&buf[..n])
                         .lines()
                         .filter(|l| !l.starts_with(' ')) // continuation (dictionary) lines
-                        .map(|l| l.split_once(';').map_or(l, |(_, m)| m).to_owned()),
+                        .map(|l| match l.split_once(';') {
+                            Some((prefix, text)) => {
+                                let usec = prefix.split(',').nth(2).and_then(|t| t.parse().ok());
+                                (usec.unwrap_or(0), text.to_owned())
+                            }
+                            None => (0, l.to_owned()),
+                        }),
                 ),
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue, // overwritten
                 Err(_) => break,                                             // EAGAIN: done
@@ -167,6 +174,9 @@ pub struct Context<'a> {
     pub system: System,
     /// The module directory the module comes from (`ROOT/lib/modules/KVER`).
     pub module_dir: &'a Path,
+    /// Only kernel messages logged from this time on (CLOCK_MONOTONIC µs, see
+    /// [`crate::loader::kernel::monotonic_usec`]) are about the failure: the log also holds earlier attempts.
+    pub since_usec: Option<u64>,
     /// `modules.symbols` of that directory, read when first needed.
     symbols: std::sync::OnceLock<HashMap<String, String>>,
 }
@@ -211,6 +221,7 @@ impl<'a> Context<'a> {
         Context {
             system: System::new(root),
             module_dir,
+            since_usec: None,
             symbols: std::sync::OnceLock::new(),
         }
     }
@@ -334,14 +345,19 @@ impl<'a> Context<'a> {
     /// The kernel's messages about `name` (prefixed "name: "), and its signature messages.
     fn kernel_said(&self, name: &str) -> Vec<String> {
         let prefix = format!("{name}: ");
+        let module_prefix = format!("module {name}: ");
+        // The kernel's clock and ours differ by a little: allow for it.
+        let since = self.since_usec.map_or(0, |s| s.saturating_sub(20_000));
         let mut said: Vec<String> = self
             .system
             .kernel_messages()
             .into_iter()
+            .filter(|(usec, _)| *usec >= since)
+            .map(|(_, m)| m)
             .filter(|m| {
                 m.starts_with(&prefix)
+                    || m.starts_with(&module_prefix)
                     || m.starts_with("Loading of ")
-                    || m.contains("module verification failed")
                     || m.starts_with("Lockdown: ")
             })
             .collect();
@@ -420,14 +436,24 @@ fn check_modversions(ctx: &Context, m: &Module, module: &str) -> Option<Diagnosi
         .map(|d| {
             d.split(',')
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .map(crate::names::normalize_modname)
                 .collect()
         })
         .unwrap_or_default();
     let (kernel, source) = ctx.kernel_crcs(&versions, &m.path, &related);
-    let (crc, name, expected) = versions.iter().find_map(|(crc, name)| {
+    let mismatch = versions.iter().find_map(|(crc, name)| {
         let expected = *kernel.get(name)?;
-        (expected != *crc).then(|| (*crc, name.clone(), expected))
+        (expected != *crc).then(|| (*crc, name.clone(), Some(expected)))
+    });
+    // The kernel names the symbol itself when it refused the module for it.
+    let (crc, name, expected) = mismatch.or_else(|| {
+        let said = ctx.kernel_said(&m.kernel_name());
+        let symbol = said
+            .iter()
+            .find_map(|l| l.split("disagrees about version of symbol ").nth(1))?
+            .trim();
+        let (crc, _) = versions.iter().find(|(_, n)| n == symbol)?;
+        Some((*crc, symbol.to_owned(), None))
     })?;
     let through = match ctx.exporter(&name) {
         Some(owner) => format!("exported by module {owner}"),
@@ -437,10 +463,16 @@ fn check_modversions(ctx: &Context, m: &Module, module: &str) -> Option<Diagnosi
         module,
         format!("modversions mismatch: symbol {name} has a different CRC in the running kernel"),
     );
-    d.details.push(format!(
-        "{name}: the module expects 0x{crc:08x}, the kernel has 0x{expected:08x} ({through}); \
-         CRCs from {source}"
-    ));
+    d.details.push(match expected {
+        Some(expected) => format!(
+            "{name}: the module expects 0x{crc:08x}, the kernel has 0x{expected:08x} ({through}); \
+             CRCs from {source}"
+        ),
+        None => format!(
+            "{name}: the module expects 0x{crc:08x}, which the kernel says it does not have \
+             ({through})"
+        ),
+    });
     d.fix = Some(
         "rebuild the module against the running kernel's headers (its Module.symvers), or \
          install the module package built for this kernel"
@@ -472,19 +504,29 @@ fn check_signature(ctx: &Context, m: &Module, module: &str, errno: Errno) -> Dia
             let key_id = crate::modinfo::hex(&sig.key_id)
                 .map(|h| String::from_utf8_lossy(&h).replace("\n\t\t", ""))
                 .unwrap_or_default();
+            // An empty list means the keys are hidden from us, not absent.
             let known = keys
                 .as_ref()
+                .filter(|keys| !keys.is_empty())
                 .map(|keys| keys.iter().any(|k| k.starts_with(&format!("{signer}:"))));
+            let enforced =
+                enforce == Some(true) || lockdown.as_deref().is_some_and(|l| l != "none");
+            let mismatch = "the signature does not match the module: it was changed after signing \
+                            (edited, stripped of debug info, recompressed) or the signature is damaged";
             let cause = match (errno.0, known) {
-                (libc::EKEYREJECTED | libc::EBADMSG, Some(true)) | (libc::EBADMSG, _) => {
-                    "the signature does not match the module: it was changed after signing \
-                     (edited, stripped of debug info, recompressed) or the signature is damaged"
-                        .to_owned()
+                (libc::EBADMSG, _) => mismatch.to_owned(),
+                // Without enforcement an unknown key is no error: the check itself failed.
+                (libc::EKEYREJECTED, _) if enforce == Some(false) && !enforced => {
+                    mismatch.to_owned()
                 }
-                (_, Some(false)) => {
+                (libc::EKEYREJECTED, Some(true)) => mismatch.to_owned(),
+                (_, Some(false)) | (libc::ENOKEY, _) => {
                     format!("signed by '{signer}', a key none of the kernel's keyrings holds")
                 }
-                _ => format!("the kernel rejected the signature by '{signer}'"),
+                _ => format!(
+                    "the kernel rejected the signature by '{signer}': its key is not in the \
+                     kernel's keyrings, or the signature does not match the module"
+                ),
             };
             let mut d = diagnosis(module, cause);
             d.details.push(format!(
@@ -505,7 +547,14 @@ fn check_signature(ctx: &Context, m: &Module, module: &str, errno: Errno) -> Dia
             .push("/proc/keys shows no asymmetric key to this user".into()),
         None => {}
     }
-    d.fix = Some(SIGN_FIX.into());
+    d.fix = Some(if d.cause.starts_with("the signature does not match") {
+        "reinstall the module file from its package ('dpkg -S FILE' names it) or rebuild it; \
+         a module changed on purpose must be signed again: /usr/src/linux-headers-$(uname -r)/\
+         scripts/sign-file sha256 KEY.priv KEY.der MODULE.ko"
+            .into()
+    } else {
+        SIGN_FIX.into()
+    });
     d
 }
 
@@ -683,21 +732,22 @@ pub fn diagnose(
                 d
             }
         }
-        libc::ENOENT => check_symbols(ctx, &m, module).unwrap_or_else(|| {
-            diagnosis(
-                module,
-                "the kernel reports an unknown symbol or parameter (see its message)",
-            )
-        }),
-        libc::EINVAL | libc::ERANGE | libc::ENOSPC => check_options(&m.info, module, options)
-            .into_iter()
-            .find(|d| d.cause.starts_with("option ") && !d.cause.contains("names no parameter"))
-            .unwrap_or_else(|| {
-                diagnosis(
-                    module,
-                    format!("the kernel refused it: {errno} (see its message)"),
-                )
-            }),
+        // A symbol whose CRC disagrees is reported as unknown with EINVAL (6.x) or ENOENT,
+        // so both look at options, CRCs and symbols.
+        libc::ENOENT | libc::EINVAL | libc::ERANGE | libc::ENOSPC => {
+            let bad_option = check_options(&m.info, module, options)
+                .into_iter()
+                .find(|d| !d.cause.contains("names no parameter"));
+            bad_option
+                .or_else(|| check_modversions(ctx, &m, module))
+                .or_else(|| check_symbols(ctx, &m, module))
+                .unwrap_or_else(|| {
+                    diagnosis(
+                        module,
+                        format!("the kernel refused it: {errno} (see its message)"),
+                    )
+                })
+        }
         libc::ENOSYS => diagnosis(
             module,
             "this kernel was built without loadable module support",

@@ -202,3 +202,15 @@ impl Kernel for LinuxKernel {
         Some(text.trim().to_owned())
     }
 }
+
+/// CLOCK_MONOTONIC in microseconds: udevd's `USEC_INITIALIZED` clock, and near enough to the
+/// kernel log's timestamps to tell the messages of one insertion from earlier ones.
+pub fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
+}

@@ -50,6 +50,9 @@ pub struct LoadError {
     pub path: Option<PathBuf>,
     /// The options it was given.
     pub options: String,
+    /// When the insertion was tried (CLOCK_MONOTONIC µs): the kernel's messages from then on
+    /// are about it.
+    pub tried_usec: Option<u64>,
 }
 
 impl std::fmt::Display for LoadError {
@@ -100,6 +103,7 @@ impl<K: Kernel> Loader<K> {
                 _ => None,
             },
             options: step.options.clone(),
+            tried_usec: None,
         }
     }
 
@@ -160,6 +164,7 @@ impl<K: Kernel> Loader<K> {
                 let n = read_head(&mut file, &mut head);
                 let compression = Compression::detect(&head[..n]);
                 let taint_before = self.kernel.tainted();
+                let tried_usec = kernel::monotonic_usec();
                 let started = Instant::now();
                 let result = if compression == Compression::None {
                     // Kernels before 3.8 have only init_module.
@@ -197,7 +202,10 @@ impl<K: Kernel> Loader<K> {
                     }
                     Err(Errno(libc::EEXIST)) => Ok(Loaded::AlreadyLoaded),
                     Err(Errno(libc::ENODEV)) => Ok(Loaded::NoDevice),
-                    Err(e) => Err(self.error(step, Some(e), e.to_string())),
+                    Err(e) => Err(LoadError {
+                        tried_usec: Some(tried_usec),
+                        ..self.error(step, Some(e), e.to_string())
+                    }),
                 }
             }
         }
@@ -398,6 +406,7 @@ impl<K: Kernel> Loader<K> {
                     message: format!("dependency {dep} failed to load"),
                     path: None,
                     options: step.options.clone(),
+                    tried_usec: None,
                 }),
                 Some(Ok(dep)) => {
                     tracing::debug!("not inserting {}: {dep} found no device", step.module);

@@ -4,12 +4,14 @@
 # One image serves every boot; the kernel command line's vmtest= picks who does the coldplug,
 # so the loaders are compared on identical images.
 #
-#   build-initramfs.sh OUT KERNEL_ROOT MODALIASD UDEV_ROOT MODPROBE_D
+#   build-initramfs.sh OUT KERNEL_ROOT MODALIASD UDEV_ROOT MODPROBE_D [OVERLAY]
 #
 # KERNEL_ROOT holds lib/modules/KVER (as unpacked by tests/fixtures/kernels.sh), UDEV_ROOT the
 # unpacked udev package (tests/fixtures/udev.sh), MODPROBE_D a directory of .conf files.
+# OVERLAY, a directory laid over lib/modules/KVER (X.ko replaces X.ko.xz), brings the broken
+# modules of the failure test; the tree is then indexed again with depmod.
 set -euo pipefail
-out=$1 kernel_root=$2 modaliasd=$3 udev_root=$4 modprobe_d=$5
+out=$1 kernel_root=$2 modaliasd=$3 udev_root=$4 modprobe_d=$5 overlay=${6:-}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 kver=$(ls "$kernel_root/lib/modules")
@@ -37,6 +39,13 @@ install -m 0755 "$modaliasd" "$stage/sbin/modaliasd"
 cp -r "$repo/rules.d" "$stage/usr/lib/modaliasd/rules.d"
 
 cp -a "$kernel_root/lib/modules/$kver" "$stage/lib/modules/"
+if [ -n "$overlay" ]; then
+    (cd "$overlay" && find . -name '*.ko' -print) | while read -r module; do
+        rm -f "$stage/lib/modules/$kver/$module".*
+        install -D -m 0644 "$overlay/$module" "$stage/lib/modules/$kver/$module"
+    done
+    depmod -b "$stage" "$kver"
+fi
 mkdir -p "$stage/etc/modprobe.d"
 cp "$modprobe_d"/*.conf "$stage/etc/modprobe.d/"
 # As the initramfs hooks do: the index is compiled when the image is built.

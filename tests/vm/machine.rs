@@ -67,11 +67,16 @@ fn udev_root() -> PathBuf {
 
 impl Image {
     pub fn build(tree: &KernelTree) -> Image {
+        Image::build_with(tree, MODPROBE_CONF, None)
+    }
+
+    /// An image with `conf` as its modprobe.d and `overlay` laid over the module directory.
+    pub fn build_with(tree: &KernelTree, conf_text: &str, overlay: Option<&Path>) -> Image {
         let dir = TempDir::new("vm");
         let binary = static_binary(dir.path());
         let conf = dir.path().join("modprobe.d");
         std::fs::create_dir_all(&conf).unwrap();
-        std::fs::write(conf.join("vmtest.conf"), MODPROBE_CONF).unwrap();
+        std::fs::write(conf.join("vmtest.conf"), conf_text).unwrap();
         let initrd = dir.path().join("initrd.cpio");
         let build = Command::new(manifest().join("tests/vm/build-initramfs.sh"))
             .arg(&initrd)
@@ -79,6 +84,7 @@ impl Image {
             .arg(&binary)
             .arg(udev_root())
             .arg(&conf)
+            .args(overlay)
             .output()
             .expect("tests/vm/build-initramfs.sh");
         assert!(
@@ -246,6 +252,8 @@ pub struct Report {
     /// modaliasd's log and the kernel's module-related messages.
     pub log: Vec<String>,
     pub kmsg: Vec<String>,
+    /// `modaliasd load NAME` in the failure boot: exit status and output, by NAME.
+    pub loads: BTreeMap<String, (i32, Vec<String>)>,
     pub errors: Vec<String>,
     /// Exit status of `modaliasd run` after SIGTERM (run mode only).
     pub daemon_exit: Option<i32>,
@@ -294,6 +302,19 @@ impl Report {
                 }
                 "modules-after-hotplug" => r.modules_after_hotplug = words(rest),
                 "log" => r.log.push(rest.to_owned()),
+                "load-exit" => {
+                    let w = words(rest);
+                    let code = w.get(1).and_then(|c| c.parse().ok()).unwrap_or(-1);
+                    r.loads.entry(w[0].clone()).or_default().0 = code;
+                }
+                "load-log" => {
+                    let (module, line) = rest.split_once(' ').unwrap_or((rest, ""));
+                    r.loads
+                        .entry(module.to_owned())
+                        .or_default()
+                        .1
+                        .push(line.to_owned());
+                }
                 "kmsg" => r.kmsg.push(rest.to_owned()),
                 "error" => r.errors.push(rest.to_owned()),
                 "daemon-exit" => r.daemon_exit = rest.trim().parse().ok(),

@@ -117,3 +117,141 @@ fn modaliasd_loads_what_udevd_loads_each_module_once() {
         );
     }
 }
+
+const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+fn strip_signature(image: &mut Vec<u8>) {
+    assert!(image.ends_with(SIGNATURE_MAGIC));
+    let n = image.len();
+    let sig_len = u32::from_be_bytes(image[n - 32..n - 28].try_into().unwrap()) as usize;
+    image.truncate(n - 40 - sig_len);
+}
+
+/// A module of `tree` by name, decompressed.
+fn module_image(tree: &support::KernelTree, name: &str) -> Vec<u8> {
+    let dep = std::fs::read_to_string(tree.module_dir().join("modules.dep")).unwrap();
+    let rel = dep
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .find(|p| modaliasd::names::modname_from_path(p) == name)
+        .unwrap_or_else(|| panic!("{name} not in {}", tree.kver));
+    modaliasd::modinfo::read_module_file(&tree.module_dir().join(rel)).unwrap()
+}
+
+/// Issue 6's real failures: the 6.12 kernel refuses broken modules and modaliasd must name the
+/// cause. A 6.1 module (version magic), a module with one `__versions` CRC changed
+/// (modversions, the symbol exported by another module), a damaged signature, an option out of
+/// its type's range, an unsigned module once `sig_enforce` is on, and the taint an unsigned
+/// module leaves when enforcement is off.
+#[test]
+fn failed_loads_are_diagnosed_on_a_real_kernel() {
+    let tree = support::kernel_tree("6.12");
+    let old = support::kernel_tree("6.1");
+    let overlay = support::TempDir::new("vm-overlay");
+    let put = |rel: &str, image: &[u8]| {
+        let path = overlay.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, image).unwrap();
+    };
+    put("extra/vm_vermagic.ko", &module_image(&old, "dummy"));
+
+    let mut vcan = module_image(&tree, "vcan");
+    let altered = {
+        let elf = modaliasd::modinfo::elf::Elf::parse(&vcan).unwrap();
+        let (index, (_, name)) = elf
+            .versions()
+            .into_iter()
+            .enumerate()
+            .find(|(_, (_, n))| n.starts_with("can_") || n.starts_with("alloc_can"))
+            .expect("vcan imports a can-dev symbol");
+        let table = elf.section("__versions").unwrap();
+        let at = table.as_ptr() as usize - vcan.as_ptr() as usize + index * 64;
+        drop(elf);
+        vcan[at] ^= 0x5a;
+        name
+    };
+    strip_signature(&mut vcan); // else the signature check fails first
+    put("extra/vm_modversions.ko", &vcan);
+
+    let mut nlmon = module_image(&tree, "nlmon");
+    let n = nlmon.len();
+    nlmon[n - 40 - 16] ^= 0x01; // inside the encrypted digest
+    put("extra/vm_corrupt.ko", &nlmon);
+
+    put("extra/vm_param.ko", &module_image(&tree, "ifb"));
+    let mut dummy = module_image(&tree, "dummy");
+    strip_signature(&mut dummy);
+    put("kernel/drivers/net/dummy.ko", &dummy);
+    let mut veth = module_image(&tree, "veth");
+    strip_signature(&mut veth);
+    put("extra/vm_unsigned.ko", &veth);
+
+    let image = Image::build_with(
+        &tree,
+        "options vm_param numifbs=4294967296\n",
+        Some(overlay.path()),
+    );
+    let r = image.boot("failures", false, 1);
+    assert!(r.ended, "the boot did not finish: {}", context(&r));
+    let load = |name: &str| -> (i32, String) {
+        let (code, lines) = r
+            .loads
+            .get(name)
+            .unwrap_or_else(|| panic!("no load of {name}: {}", context(&r)));
+        (*code, lines.join("\n"))
+    };
+    let expect = |name: &str, code: i32, needles: &[&str]| {
+        let (got, text) = load(name);
+        assert_eq!(got, code, "{name}: exit status\n{text}");
+        for needle in needles {
+            assert!(
+                text.contains(needle),
+                "{name}: no '{needle}' in\n{text}\n--- kernel log ---\n{}",
+                r.kmsg.join("\n")
+            );
+        }
+        eprintln!("--- {name} ---\n{text}");
+    };
+    expect(
+        "vm_vermagic",
+        1,
+        &[
+            &format!("built for kernel {}", old.kver),
+            &format!("running kernel is {}", tree.kver),
+            "kernel: module dummy: ", // its own words, whichever check it failed first
+        ],
+    );
+    expect(
+        "vm_modversions",
+        1,
+        &[
+            &format!("modversions mismatch: symbol {altered}"),
+            "exported by module can_dev",
+            &format!("disagrees about version of symbol {altered}"),
+        ],
+    );
+    expect(
+        "vm_corrupt",
+        1,
+        &["EKEYREJECTED", "signature does not match the module"],
+    );
+    expect(
+        "vm_param",
+        1,
+        &[
+            "option numifbs=4294967296",
+            "outside the range of int",
+            "invalid for parameter",
+        ],
+    );
+    expect(
+        "dummy",
+        0,
+        &["dummy tainted the kernel: E (unsigned module was loaded)"],
+    );
+    expect(
+        "vm_unsigned",
+        1,
+        &["not signed", "sig_enforce=Y", "mokutil --import"],
+    );
+}
