@@ -359,8 +359,8 @@ fn journal_priority_prefixes_only_when_stderr_is_the_journal() {
 #[test]
 fn every_command_has_help() {
     for command in [
-        "resolve", "compile", "config", "doctor", "load", "modinfo", "run", "coldplug", "record",
-        "replay", "settle",
+        "resolve", "compile", "config", "doctor", "explain", "load", "modinfo", "run", "coldplug",
+        "record", "replay", "settle",
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
             .args([command, "--help"])

@@ -264,3 +264,118 @@ fn doctor_lints_option_values_and_checks_named_modules() {
     assert_eq!(named.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&named.stdout).contains("outside the range of int"));
 }
+
+#[test]
+fn explain_shows_patterns_config_lines_state_and_plan() {
+    let tree = kernel_tree("6.12");
+    let tmp = TempDir::new("explain");
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+    std::os::unix::fs::symlink(tree.module_dir(), root.join("lib/modules").join(&tree.kver))
+        .unwrap();
+    let conf = root.join("etc/modprobe.d/test.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(
+        &conf,
+        "options e1000e debug=2\nblacklist igb\nsoftdep e1000e pre: dummy\nalias my-nic e1000e\n",
+    )
+    .unwrap();
+    // A device with its modalias and bound driver, and a module that is loaded.
+    let dev = root.join("sys/devices/pci0000:00/0000:00:19.0");
+    std::fs::create_dir_all(&dev).unwrap();
+    let modalias = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00";
+    std::fs::write(dev.join("modalias"), format!("{modalias}\n")).unwrap();
+    std::fs::create_dir_all(root.join("sys/bus/pci/drivers/e1000e")).unwrap();
+    std::os::unix::fs::symlink("../../../bus/pci/drivers/e1000e", dev.join("driver")).unwrap();
+    std::fs::create_dir_all(root.join("sys/module/e1000e")).unwrap();
+    std::fs::write(root.join("sys/module/e1000e/initstate"), "live\n").unwrap();
+
+    let explain = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .arg("explain")
+            .arg("--root")
+            .arg(root)
+            .args(["--kver", &tree.kver, "--cmdline", "none"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = explain(&["/sys/devices/pci0000:00/0000:00:19.0"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("MODALIAS {modalias}")), "{text}");
+    assert!(text.contains("bound to driver e1000e"), "{text}");
+    assert!(text.contains("module e1000e: loaded"), "{text}");
+    // The pattern's line really is that line of modules.alias.
+    let line = text
+        .lines()
+        .find(|l| l.contains("matched ") && l.contains("-> e1000e"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (pattern, at) = {
+        let rest = line.split("matched ").nth(1).unwrap();
+        let pattern = rest.split(" -> ").next().unwrap().to_owned();
+        let n: usize = line.rsplit(':').next().unwrap().parse().unwrap();
+        (pattern, n)
+    };
+    let aliases = std::fs::read_to_string(tree.module_dir().join("modules.alias")).unwrap();
+    assert_eq!(
+        aliases.lines().nth(at - 1).unwrap(),
+        format!("alias {pattern} e1000e")
+    );
+    let conf_at = |n: u32| format!("# {}:{n}", conf.display());
+    assert!(
+        text.contains(&format!("options e1000e debug=2  {}", conf_at(1))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("softdep e1000e pre: dummy  {}", conf_at(3))),
+        "{text}"
+    );
+    // The plan is the one 'load --dry-run' prints for the same MODALIAS with the blacklist on.
+    let load = std::process::Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .arg("load")
+        .arg("--root")
+        .arg(root)
+        .args([
+            "--kver",
+            &tree.kver,
+            "--cmdline",
+            "none",
+            "--dry-run",
+            "-b",
+            modalias,
+        ])
+        .output()
+        .unwrap();
+    let plan: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("  plan: "))
+        .map(str::to_owned)
+        .collect();
+    let expected: Vec<String> = String::from_utf8_lossy(&load.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(plan, expected);
+
+    let o = explain(&["--json", "my-nic", "igb"]);
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["source"], "config-alias");
+    assert_eq!(lines[0]["matches"][0]["origin"], serde_json::Value::Null);
+    assert_eq!(
+        lines[0]["matches"][0]["file"],
+        format!("{}:4", conf.display())
+    );
+    assert_eq!(lines[1]["blacklisted"][0], "igb");
+    assert_eq!(
+        lines[1]["config"][0]["origin"],
+        format!("{}:2", conf.display())
+    );
+
+    let o = explain(&["no-such-thing"]);
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -7,6 +7,7 @@ mod coldplug;
 mod compile;
 mod config;
 mod doctor;
+mod explain;
 pub mod json;
 mod load;
 mod modinfo;
@@ -34,7 +35,8 @@ Commands:
   resolve   print the modules that MODALIAS strings or module names resolve to
   compile   compile modules.alias into the saved index (run after depmod)
   config    print the effective modprobe.d configuration with each entry's file:line
-  doctor    point out configuration lines that do nothing or not what they say
+  doctor    lint modprobe.d and the command line; with NAMEs, why those would not load
+  explain   every decision from a device, MODALIAS or name to the modules it loads
   load      load modules (or print their plan) with modprobe semantics
   modinfo   print a module's information as kmod's modinfo does
   run       the daemon: load drivers for kernel uevents as devices appear
@@ -72,6 +74,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("compile") => compile::run(rest),
         Some("config") => config::run(rest),
         Some("doctor") => doctor::run(rest),
+        Some("explain") => explain::run(rest),
         Some("load") => load::run(rest),
         Some("modinfo") => modinfo::run(rest),
         Some("run") => run::run(rest),
