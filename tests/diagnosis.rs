@@ -9,7 +9,7 @@ use modaliasd::diagnostics::failure::{Context, Diagnosis, diagnose, preflight};
 use modaliasd::loader::kernel::Errno;
 use modaliasd::modinfo::{elf::Elf, read_module_file};
 use std::path::{Path, PathBuf};
-use support::{KernelTree, TempDir, kernel_tree};
+use support::{KernelTree, TempDir, kernel_tree, module_file, strip_signature};
 
 struct FakeSystem {
     tmp: TempDir,
@@ -45,13 +45,7 @@ impl FakeSystem {
         self.root().join("lib/modules").join(&self.tree.kver)
     }
     fn module_path(&self, tree: &KernelTree, name: &str) -> PathBuf {
-        let dep = std::fs::read_to_string(tree.module_dir().join("modules.dep")).unwrap();
-        let rel = dep
-            .lines()
-            .map(|l| l.split(':').next().unwrap())
-            .find(|p| modaliasd::names::modname_from_path(p) == name)
-            .unwrap();
-        tree.module_dir().join(rel)
+        module_file(tree, name)
     }
     fn diagnose(&self, module: &str, path: &Path, options: &str, errno: i32) -> Diagnosis {
         let dir = self.module_dir();
@@ -66,15 +60,6 @@ impl FakeSystem {
         std::fs::write(&out, image).unwrap();
         out
     }
-}
-
-const MAGIC: &[u8] = b"~Module signature appended~\n";
-
-fn strip_signature(image: &mut Vec<u8>) {
-    assert!(image.ends_with(MAGIC));
-    let n = image.len();
-    let sig_len = u32::from_be_bytes(image[n - 32..n - 28].try_into().unwrap()) as usize;
-    image.truncate(n - 40 - sig_len);
 }
 
 #[test]

@@ -338,7 +338,7 @@ pub(crate) fn report_load_error(
         return;
     }
     let mut ctx = crate::diagnostics::failure::Context::new(root, module_dir);
-    ctx.since_usec = e.tried_usec;
+    ctx.logged = e.kernel_log.clone();
     let d = crate::diagnostics::failure::diagnose(&ctx, &e.module, Some(path), &e.options, errno);
     for line in d.to_string().lines() {
         tracing::error!("{line}");

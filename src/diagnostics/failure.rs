@@ -101,43 +101,46 @@ impl System {
         )
     }
 
-    /// The kernel log's messages (`/dev/kmsg` records `PRIO,SEQ,USEC,FLAGS;TEXT`, or lines of a
-    /// plain file in a test), each with its time in microseconds since boot.
-    pub fn kernel_messages(&self) -> Vec<(u64, String)> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.root.join("dev/kmsg");
-        let Ok(mut file) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-        else {
-            return Vec::new();
-        };
-        let mut records = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            // /dev/kmsg gives one record per read; a plain file gives what fits.
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => records.extend(
-                    String::from_utf8_lossy(&buf[..n])
-                        .lines()
-                        .filter(|l| !l.starts_with(' ')) // continuation (dictionary) lines
-                        .map(|l| match l.split_once(';') {
-                            Some((prefix, text)) => {
-                                let usec = prefix.split(',').nth(2).and_then(|t| t.parse().ok());
-                                (usec.unwrap_or(0), text.to_owned())
-                            }
-                            None => (0, l.to_owned()),
-                        }),
-                ),
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue, // overwritten
-                Err(_) => break,                                             // EAGAIN: done
-            }
+    /// The kernel log's messages (`/dev/kmsg`, or a plain file of its records in a test).
+    pub fn kernel_messages(&self) -> Vec<String> {
+        match open_kernel_log(&self.root.join("dev/kmsg")) {
+            Some(mut file) => read_kernel_log(&mut file),
+            None => Vec::new(),
         }
-        records
     }
+}
+
+/// Opens the kernel log for reading without blocking.
+pub fn open_kernel_log(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
+
+/// The messages of the kernel log records (`PRIO,SEQ,USEC,FLAGS;TEXT`) readable from `file`
+/// now: from its start, or, after a seek to the end, those logged since.
+pub fn read_kernel_log(file: &mut std::fs::File) -> Vec<String> {
+    use std::io::Read;
+    let mut records = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // /dev/kmsg gives one record per read; a plain file gives what fits.
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => records.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .filter(|l| !l.starts_with(' ')) // continuation (dictionary) lines
+                    .map(|l| l.split_once(';').map_or(l, |(_, m)| m).to_owned()),
+            ),
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue, // overwritten
+            Err(_) => break,                                             // EAGAIN: done
+        }
+    }
+    records
 }
 
 /// What went wrong with one module, for a person.
@@ -174,9 +177,9 @@ pub struct Context<'a> {
     pub system: System,
     /// The module directory the module comes from (`ROOT/lib/modules/KVER`).
     pub module_dir: &'a Path,
-    /// Only kernel messages logged from this time on (CLOCK_MONOTONIC µs, see
-    /// [`crate::loader::kernel::monotonic_usec`]) are about the failure: the log also holds earlier attempts.
-    pub since_usec: Option<u64>,
+    /// The kernel's messages logged while the insertion was tried, when the loader caught
+    /// them: the whole log also holds earlier attempts.
+    pub logged: Option<Vec<String>>,
     /// `modules.symbols` of that directory, read when first needed.
     symbols: std::sync::OnceLock<HashMap<String, String>>,
 }
@@ -221,7 +224,7 @@ impl<'a> Context<'a> {
         Context {
             system: System::new(root),
             module_dir,
-            since_usec: None,
+            logged: None,
             symbols: std::sync::OnceLock::new(),
         }
     }
@@ -346,14 +349,12 @@ impl<'a> Context<'a> {
     fn kernel_said(&self, name: &str) -> Vec<String> {
         let prefix = format!("{name}: ");
         let module_prefix = format!("module {name}: ");
-        // The kernel's clock and ours differ by a little: allow for it.
-        let since = self.since_usec.map_or(0, |s| s.saturating_sub(20_000));
-        let mut said: Vec<String> = self
-            .system
-            .kernel_messages()
+        let messages = match &self.logged {
+            Some(logged) => logged.clone(),
+            None => self.system.kernel_messages(),
+        };
+        let mut said: Vec<String> = messages
             .into_iter()
-            .filter(|(usec, _)| *usec >= since)
-            .map(|(_, m)| m)
             .filter(|m| {
                 m.starts_with(&prefix)
                     || m.starts_with(&module_prefix)

@@ -106,12 +106,17 @@ pub trait Kernel: Send + Sync {
     fn module_taint(&self, _name: &str) -> Option<String> {
         None
     }
+    /// The kernel log positioned at its end: what is read from it later was logged since.
+    fn log_cursor(&self) -> Option<std::fs::File> {
+        None
+    }
 }
 
 /// The running kernel, with `/sys` read under a root (`--root`, for a system being set up).
 pub struct LinuxKernel {
     sys: PathBuf,
     proc: PathBuf,
+    kmsg: PathBuf,
 }
 
 impl LinuxKernel {
@@ -119,6 +124,7 @@ impl LinuxKernel {
         LinuxKernel {
             sys: root.join("sys"),
             proc: root.join("proc"),
+            kmsg: root.join("dev/kmsg"),
         }
     }
 }
@@ -196,6 +202,13 @@ impl Kernel for LinuxKernel {
             .ok()
     }
 
+    fn log_cursor(&self) -> Option<std::fs::File> {
+        use std::io::Seek;
+        let mut file = crate::diagnostics::failure::open_kernel_log(&self.kmsg)?;
+        file.seek(std::io::SeekFrom::End(0)).ok()?;
+        Some(file)
+    }
+
     fn module_taint(&self, name: &str) -> Option<String> {
         let text =
             std::fs::read_to_string(self.sys.join("module").join(name).join("taint")).ok()?;
@@ -203,8 +216,7 @@ impl Kernel for LinuxKernel {
     }
 }
 
-/// CLOCK_MONOTONIC in microseconds: udevd's `USEC_INITIALIZED` clock, and near enough to the
-/// kernel log's timestamps to tell the messages of one insertion from earlier ones.
+/// CLOCK_MONOTONIC in microseconds: udevd's `USEC_INITIALIZED` clock.
 pub fn monotonic_usec() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,

@@ -50,9 +50,9 @@ pub struct LoadError {
     pub path: Option<PathBuf>,
     /// The options it was given.
     pub options: String,
-    /// When the insertion was tried (CLOCK_MONOTONIC µs): the kernel's messages from then on
-    /// are about it.
-    pub tried_usec: Option<u64>,
+    /// What the kernel logged while the insertion was tried (it may include other modules'
+    /// messages when several load at once), when its log could be read.
+    pub kernel_log: Option<Vec<String>>,
 }
 
 impl std::fmt::Display for LoadError {
@@ -103,7 +103,7 @@ impl<K: Kernel> Loader<K> {
                 _ => None,
             },
             options: step.options.clone(),
-            tried_usec: None,
+            kernel_log: None,
         }
     }
 
@@ -164,7 +164,7 @@ impl<K: Kernel> Loader<K> {
                 let n = read_head(&mut file, &mut head);
                 let compression = Compression::detect(&head[..n]);
                 let taint_before = self.kernel.tainted();
-                let tried_usec = kernel::monotonic_usec();
+                let mut log = self.kernel.log_cursor();
                 let started = Instant::now();
                 let result = if compression == Compression::None {
                     // Kernels before 3.8 have only init_module.
@@ -203,7 +203,9 @@ impl<K: Kernel> Loader<K> {
                     Err(Errno(libc::EEXIST)) => Ok(Loaded::AlreadyLoaded),
                     Err(Errno(libc::ENODEV)) => Ok(Loaded::NoDevice),
                     Err(e) => Err(LoadError {
-                        tried_usec: Some(tried_usec),
+                        kernel_log: log
+                            .as_mut()
+                            .map(crate::diagnostics::failure::read_kernel_log),
                         ..self.error(step, Some(e), e.to_string())
                     }),
                 }
@@ -406,7 +408,7 @@ impl<K: Kernel> Loader<K> {
                     message: format!("dependency {dep} failed to load"),
                     path: None,
                     options: step.options.clone(),
-                    tried_usec: None,
+                    kernel_log: None,
                 }),
                 Some(Ok(dep)) => {
                     tracing::debug!("not inserting {}: {dep} found no device", step.module);

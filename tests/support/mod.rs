@@ -91,3 +91,28 @@ impl Rng {
         self.below(one_in) == 0
     }
 }
+
+/// The file of module `name` in `tree`, from its modules.dep.
+pub fn module_file(tree: &KernelTree, name: &str) -> PathBuf {
+    let dep = std::fs::read_to_string(tree.module_dir().join("modules.dep")).unwrap();
+    let rel = dep
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .find(|p| modaliasd::names::modname_from_path(p) == name)
+        .unwrap_or_else(|| panic!("{name} is not in {}", tree.kver));
+    tree.module_dir().join(rel)
+}
+
+/// Module `name` of `tree`, decompressed.
+pub fn module_image(tree: &KernelTree, name: &str) -> Vec<u8> {
+    modaliasd::modinfo::read_module_file(&module_file(tree, name)).unwrap()
+}
+
+/// Cuts the appended signature (data, 12-byte header, magic) off a module image.
+pub fn strip_signature(image: &mut Vec<u8>) {
+    let magic = modaliasd::modinfo::signature::MAGIC;
+    assert!(image.ends_with(magic), "the module is not signed");
+    let n = image.len();
+    let sig_len = u32::from_be_bytes(image[n - 32..n - 28].try_into().unwrap()) as usize;
+    image.truncate(n - magic.len() - 12 - sig_len);
+}

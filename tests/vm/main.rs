@@ -118,25 +118,7 @@ fn modaliasd_loads_what_udevd_loads_each_module_once() {
     }
 }
 
-const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
-
-fn strip_signature(image: &mut Vec<u8>) {
-    assert!(image.ends_with(SIGNATURE_MAGIC));
-    let n = image.len();
-    let sig_len = u32::from_be_bytes(image[n - 32..n - 28].try_into().unwrap()) as usize;
-    image.truncate(n - 40 - sig_len);
-}
-
-/// A module of `tree` by name, decompressed.
-fn module_image(tree: &support::KernelTree, name: &str) -> Vec<u8> {
-    let dep = std::fs::read_to_string(tree.module_dir().join("modules.dep")).unwrap();
-    let rel = dep
-        .lines()
-        .map(|l| l.split(':').next().unwrap())
-        .find(|p| modaliasd::names::modname_from_path(p) == name)
-        .unwrap_or_else(|| panic!("{name} not in {}", tree.kver));
-    modaliasd::modinfo::read_module_file(&tree.module_dir().join(rel)).unwrap()
-}
+use support::{module_image, strip_signature};
 
 /// Issue 6's real failures: the 6.12 kernel refuses broken modules and modaliasd must name the
 /// cause. A 6.1 module (version magic), a module with one `__versions` CRC changed
