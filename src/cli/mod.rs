@@ -331,15 +331,18 @@ pub(crate) fn report_load_error(
     e: &crate::loader::LoadError,
 ) {
     tracing::error!("{e}");
-    let (Some(errno), Some(path)) = (e.errno, e.path.as_deref()) else {
+    let (Some(errno), Some(refused)) = (e.errno, e.refused.as_deref()) else {
         return;
     };
-    if !path.exists() {
-        return;
-    }
     let mut ctx = crate::diagnostics::failure::Context::new(root, module_dir);
-    ctx.logged = e.kernel_log.clone();
-    let d = crate::diagnostics::failure::diagnose(&ctx, &e.module, Some(path), &e.options, errno);
+    ctx.logged = refused.kernel_log.clone();
+    let d = crate::diagnostics::failure::diagnose(
+        &ctx,
+        &e.module,
+        Some(&refused.path),
+        &refused.options,
+        errno,
+    );
     for line in d.to_string().lines() {
         tracing::error!("{line}");
     }

@@ -46,12 +46,19 @@ pub struct LoadError {
     pub module: String,
     pub errno: Option<Errno>,
     pub message: String,
-    /// The module file, for a failed insertion (what the diagnosis reads).
-    pub path: Option<PathBuf>,
+    /// For an insertion the kernel refused: what the diagnosis needs.
+    pub refused: Option<Box<Refused>>,
+}
+
+/// The insertion the kernel refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The module file.
+    pub path: PathBuf,
     /// The options it was given.
     pub options: String,
-    /// What the kernel logged while the insertion was tried (it may include other modules'
-    /// messages when several load at once), when its log could be read.
+    /// What the kernel logged while it was tried (it may include other modules' messages
+    /// when several load at once), when its log could be read.
     pub kernel_log: Option<Vec<String>>,
 }
 
@@ -98,12 +105,7 @@ impl<K: Kernel> Loader<K> {
             module: step.module.clone(),
             errno,
             message: message.into(),
-            path: match &step.action {
-                Action::Insert { path } => Some(self.module_dir.join(path)),
-                _ => None,
-            },
-            options: step.options.clone(),
-            kernel_log: None,
+            refused: None,
         }
     }
 
@@ -203,9 +205,13 @@ impl<K: Kernel> Loader<K> {
                     Err(Errno(libc::EEXIST)) => Ok(Loaded::AlreadyLoaded),
                     Err(Errno(libc::ENODEV)) => Ok(Loaded::NoDevice),
                     Err(e) => Err(LoadError {
-                        kernel_log: log
-                            .as_mut()
-                            .map(crate::diagnostics::failure::read_kernel_log),
+                        refused: Some(Box::new(Refused {
+                            path: file_path.clone(),
+                            options: step.options.clone(),
+                            kernel_log: log
+                                .as_mut()
+                                .map(crate::diagnostics::failure::read_kernel_log),
+                        })),
                         ..self.error(step, Some(e), e.to_string())
                     }),
                 }
@@ -406,9 +412,7 @@ impl<K: Kernel> Loader<K> {
                     module: step.module.clone(),
                     errno: None,
                     message: format!("dependency {dep} failed to load"),
-                    path: None,
-                    options: step.options.clone(),
-                    kernel_log: None,
+                    refused: None,
                 }),
                 Some(Ok(dep)) => {
                     tracing::debug!("not inserting {}: {dep} found no device", step.module);
