@@ -119,7 +119,7 @@ fn signatures_under_enforcement() {
     // Signed, but by a key the keyrings lack.
     sys.write(
         "proc/keys",
-        "0a1b2c3d I------     1 perm 1f030000     0     0 asymmetric Some Other CA: 0123abcd: X509.rsa 0123abcd []\n\
+        "0a1b2c3d I------     1 perm 1f030000     0     0 asymmetri Some Other CA: 0123abcd: X509.rsa 0123abcd []\n\
          0a1b2c3e I------     1 perm 1f0b0000     0     0 keyring   .builtin_trusted_keys: 1\n",
     );
     let signed = sys.module_path(&sys.tree, "dummy");
@@ -129,6 +129,7 @@ fn signatures_under_enforcement() {
         "{d}"
     );
     assert!(d.to_string().contains("Some Other CA"), "{d}");
+    assert!(d.to_string().contains(".builtin_trusted_keys: 1"), "{d}");
     // doctor NAME sees it coming.
     let dir = sys.module_dir();
     let ctx = Context::new(sys.root(), &dir);
@@ -145,7 +146,7 @@ fn signatures_under_enforcement() {
     };
     sys.write(
         "proc/keys",
-        &format!("0a1b2c3d I------     1 perm 1f030000     0     0 asymmetric {signer}: 99aa: X509.rsa 99aa []\n"),
+        &format!("0a1b2c3d I------     1 perm 1f030000     0     0 asymmetri {signer}: 99aa: X509.rsa 99aa []\n"),
     );
     let tampered = sys.edited("dummy", |image| image[100] ^= 1);
     let d = sys.diagnose("dummy", &tampered, "", libc::EKEYREJECTED);

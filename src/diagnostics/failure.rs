@@ -57,9 +57,9 @@ impl System {
             .is_some_and(|v| v.trim() == "1")
     }
 
-    /// The asymmetric keys `/proc/keys` shows (their descriptions: "CN: key id"), `None` when
-    /// it cannot be read.
-    pub fn keys(&self) -> Option<Vec<String>> {
+    /// `/proc/keys` as (type, description) pairs, `None` when it cannot be read. The type is
+    /// printed cut to nine characters: asymmetric keys show as "asymmetri".
+    fn proc_keys(&self) -> Option<Vec<(String, String)>> {
         let text = self.read("proc/keys")?;
         Some(
             text.lines()
@@ -70,10 +70,32 @@ impl System {
                         rest = rest.trim_start().split_once(char::is_whitespace)?.1;
                     }
                     let (kind, description) = rest.trim_start().split_once(char::is_whitespace)?;
-                    (kind == "asymmetric").then(|| description.trim().to_owned())
+                    Some((kind.to_owned(), description.trim().to_owned()))
                 })
                 .collect(),
         )
+    }
+
+    /// The asymmetric keys `/proc/keys` shows (their descriptions: "CN: key id: ..."), `None`
+    /// when it cannot be read.
+    pub fn keys(&self) -> Option<Vec<String>> {
+        Some(
+            self.proc_keys()?
+                .into_iter()
+                .filter(|(kind, _)| kind.len() >= 9 && "asymmetric".starts_with(kind.as_str()))
+                .map(|(_, d)| d)
+                .collect(),
+        )
+    }
+
+    /// The kernel's own keyrings (`.builtin_trusted_keys: 1`, `.platform: 3`, `.machine: empty`).
+    pub fn keyrings(&self) -> Vec<String> {
+        self.proc_keys()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(kind, d)| kind == "keyring" && d.starts_with('.'))
+            .map(|(_, d)| d)
+            .collect()
     }
 
     /// Every symbol name in `/proc/kallsyms` (the kernel's and loaded modules').
@@ -538,6 +560,13 @@ fn check_signature(ctx: &Context, m: &Module, module: &str, errno: Errno) -> Dia
             d
         }
     };
+    let keyrings = ctx.system.keyrings();
+    if !keyrings.is_empty() {
+        d.details.push(format!(
+            "kernel keyrings (/proc/keys): {}",
+            keyrings.join(", ")
+        ));
+    }
     match keys {
         Some(keys) if !keys.is_empty() => d.details.push(format!(
             "keys the kernel has (/proc/keys): {}",
@@ -739,9 +768,12 @@ pub fn diagnose(
             let bad_option = check_options(&m.info, module, options)
                 .into_iter()
                 .find(|d| !d.cause.contains("names no parameter"));
+            // Last, an option naming no parameter: older kernels refused those with ENOENT
+            // (modprobe's "or unknown parameter"); current ones ignore them.
             bad_option
                 .or_else(|| check_modversions(ctx, &m, module))
                 .or_else(|| check_symbols(ctx, &m, module))
+                .or_else(|| check_options(&m.info, module, options).into_iter().next())
                 .unwrap_or_else(|| {
                     diagnosis(
                         module,
