@@ -110,7 +110,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         all.programs.extend(work.programs);
     };
     if scan {
-        for message in sysfs::scan(&setup.root) {
+        let mut messages = sysfs::scan(&setup.root);
+        sysfs::controllers_first(&mut messages);
+        for message in messages {
             if let Ok(event) = Event::parse(&message) {
                 add(processor.handle(&event));
             }

@@ -194,7 +194,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let rescan = |processor: &mut Processor,
                           deliver: &mut dyn FnMut(Work) -> Result<(), String>|
              -> Result<(), String> {
-                for message in sysfs::scan(&root) {
+                let mut messages = sysfs::scan(&root);
+                sysfs::controllers_first(&mut messages);
+                for message in messages {
                     if let Ok(event) = Event::parse(&message) {
                         deliver(processor.handle(&event))?;
                     }
