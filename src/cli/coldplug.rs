@@ -4,7 +4,7 @@ use super::{
     CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP,
     record::number,
 };
-use crate::daemon::{DryRun, Processor, Work, mark_settled, spawn_program, sysfs};
+use crate::daemon::{DryRun, Processor, Work, bus_scan_delay, mark_settled, spawn_program, sysfs};
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::plan::Planner;
@@ -52,9 +52,10 @@ With --scan it reads every ROOT/sys/devices/**/modalias instead, triggering noth
 Either way all devices are planned at once and the modules loaded in parallel. Devices that
 appear because a driver was loaded (USB devices behind a new host controller, disks behind a
 storage driver) are then handled from their uevents until no event has come for the quiet
-period, at most until --timeout. Devices slower than that are missed: usb-storage, for one,
-scans a USB disk a second after its controller's driver is in. Where that matters (an
-initramfs looking for its root), run 'modaliasd run --coldplug' and 'modaliasd settle' instead.
+period, at most until --timeout. Once usb-storage is loaded the quiet period grows by its
+delay_use (one second by default: it scans a USB disk only then). Devices slower than that are
+missed; where that matters (an initramfs looking for its root), use the daemon instead
+('modaliasd run --coldplug', then 'modaliasd settle'), which keeps serving hotplug.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --scan          read sysfs instead of triggering events
@@ -184,6 +185,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     // New devices behind freshly loaded drivers: handle their events until things are quiet.
     if let Some(listener) = listener.as_mut() {
         while started.elapsed() < timeout {
+            let quiet = quiet + bus_scan_delay(&setup.root);
             let left = timeout.saturating_sub(started.elapsed()).min(quiet);
             if !listener.wait(Some(left)).map_err(|e| e.to_string())? {
                 break;

@@ -5,7 +5,9 @@ use super::{
 };
 use crate::daemon::activation;
 use crate::daemon::signals::{self, Signal, Signals};
-use crate::daemon::{DryRun, Processor, Work, mark_settled, sd_notify, spawn_program, sysfs};
+use crate::daemon::{
+    DryRun, Processor, Work, bus_scan_delay, mark_settled, sd_notify, spawn_program, sysfs,
+};
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::plan::Planner;
@@ -48,8 +50,9 @@ says why.
 
 Coldplug is complete when the drivers for the devices present at start are loaded and then no
 event has come for the quiet period while no load was under way (devices behind a freshly
-loaded driver, such as USB devices behind a host controller, come as events in that time), or
-at the latest after --coldplug-timeout. Then, and not before, READY=1 goes to systemd
+loaded driver, such as USB devices behind a host controller, come as events in that time;
+once usb-storage is loaded the period grows by its delay_use, after which it scans USB disks),
+or at the latest after --coldplug-timeout. Then, and not before, READY=1 goes to systemd
 (Type=notify) and ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle'. When
 not asked to coldplug, the daemon does both as soon as it listens.
 
@@ -221,8 +224,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let next = loop {
                 if let Some(wait) = &coldplug_wait {
                     let timed_out = wait.started.elapsed() >= coldplug_timeout;
-                    let quiet_now =
-                        in_pool.load(Ordering::SeqCst) == 0 && wait.last_event.elapsed() >= quiet;
+                    let quiet_now = in_pool.load(Ordering::SeqCst) == 0
+                        && wait.last_event.elapsed() >= quiet + bus_scan_delay(&setup.root);
                     if timed_out || quiet_now {
                         if timed_out {
                             tracing::warn!(

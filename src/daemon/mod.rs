@@ -205,6 +205,24 @@ pub fn settled_marker(root: &std::path::Path) -> std::path::PathBuf {
     root.join("run/modaliasd/coldplug-done")
 }
 
+/// How much longer than its quiet period coldplug must wait because a loaded driver scans its
+/// bus only after a delay: usb-storage waits `delay_use` (seconds, or `NNNms` on newer kernels;
+/// one second by default) before it scans a USB disk, so the disk's SCSI device, and `sd_mod`
+/// with it, come that long after the last event. Zero when usb-storage is not loaded.
+pub fn bus_scan_delay(root: &std::path::Path) -> std::time::Duration {
+    use std::time::Duration;
+    let path = root.join("sys/module/usb_storage/parameters/delay_use");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
+    let text = text.trim();
+    match text.strip_suffix("ms") {
+        Some(ms) => ms.trim().parse().map(Duration::from_millis),
+        None => text.parse().map(Duration::from_secs),
+    }
+    .unwrap_or_default()
+}
+
 /// Marks coldplug complete (or, with `done == false`, not yet: removes a stale marker).
 pub fn mark_settled(root: &std::path::Path, done: bool) {
     let marker = settled_marker(root);
@@ -219,5 +237,23 @@ pub fn mark_settled(root: &std::path::Path, done: bool) {
     };
     if let Err(e) = result {
         tracing::warn!("{}: {e}", marker.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn usb_storage_delay_in_seconds_or_milliseconds() {
+        let root = std::env::temp_dir().join(format!("modaliasd-delay-{}", std::process::id()));
+        let param = root.join("sys/module/usb_storage/parameters");
+        assert_eq!(super::bus_scan_delay(&root), Duration::ZERO);
+        std::fs::create_dir_all(&param).unwrap();
+        std::fs::write(param.join("delay_use"), "1\n").unwrap();
+        assert_eq!(super::bus_scan_delay(&root), Duration::from_secs(1));
+        std::fs::write(param.join("delay_use"), "1500ms\n").unwrap();
+        assert_eq!(super::bus_scan_delay(&root), Duration::from_millis(1500));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
