@@ -8,9 +8,10 @@
 //!
 //! Two times per boot, both from /init's clock (/proc/uptime, 10 ms steps) and both counted from
 //! the moment the method is started: when it said coldplug was done, and when the last module
-//! appeared in /proc/modules (watched every 0.1 s until nothing changed for 5 s). The second is
-//! "all coldplug drivers loaded"; it includes sd_mod behind USB storage, which the kernel's
-//! usb-storage only scans for after a one-second delay, whichever method is used.
+//! appeared in /proc/modules (a watcher started with the method polls it every 0.1 s; the boot
+//! goes on until nothing has changed for 5 s). The second is "all coldplug drivers loaded"; it
+//! includes sd_mod behind USB storage, which the kernel's usb-storage only scans for after a
+//! one-second delay, whichever method is used.
 //!
 //!   cargo bench --bench boot            MODALIASD_BOOTS=N boots per method (default 5)
 //!                                        MODALIASD_VM_CPUS=N virtual CPUs (default 1)
