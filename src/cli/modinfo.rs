@@ -78,7 +78,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         }
     }
     if targets.is_empty() {
-        return Err("modinfo: no module named (see 'modaliasd modinfo --help')".into());
+        return Err(
+            "modinfo: no NAME, ALIAS or FILE given (see 'modaliasd modinfo --help')".into(),
+        );
     }
     if as_json && (field.is_some() || separator == 0) {
         return Err("--json cannot be combined with --field or --null".into());

@@ -379,6 +379,32 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        // A fixed xorshift stream: DER-looking prefixes (SEQUENCE, lengths) and noise.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let len = (next() % 200) as usize;
+            let mut der: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && len > 4 {
+                der[0] = SEQUENCE;
+                der[1] = 0x82;
+            }
+            let _ = pkcs7(&der);
+            let mut module = der.clone();
+            module.extend_from_slice(&[1, 4, 2, 0, 0, 0, 0, 0]);
+            module.extend_from_slice(&(len as u32).to_be_bytes());
+            module.extend_from_slice(MAGIC);
+            let _ = appended(&module);
+        }
+    }
+
+    #[test]
     fn truncated_der_is_no_signature_not_a_panic() {
         let mut module = vec![0x30, 0x82, 0x10, 0x00, 0x06];
         let sig_len = module.len() as u32;
