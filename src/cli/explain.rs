@@ -35,6 +35,24 @@ Exit status: 0 when every input resolved to a module, 1 otherwise.
     )
 }
 
+/// A pattern (or configured alias) that matched the key.
+struct Matched {
+    pattern: String,
+    module: String,
+    /// The file, or `FILE:LINE` for a modprobe.d alias.
+    file: String,
+    /// Line in `file`; 0 when `file` says it or it is unknown.
+    line: u32,
+    builtin: bool,
+}
+
+/// A module the key names, and where it stands.
+struct ModuleState {
+    name: String,
+    state: &'static str,
+    file: Option<String>,
+}
+
 /// One configuration line that applies.
 struct Applies {
     kind: &'static str,
@@ -49,10 +67,8 @@ struct Explained {
     key: String,
     normalized: String,
     source: Source,
-    /// Pattern, module, file, line (0 when unknown), built in.
-    matches: Vec<(String, String, String, u32, bool)>,
-    /// Name, state, file.
-    modules: Vec<(String, &'static str, Option<String>)>,
+    matches: Vec<Matched>,
+    modules: Vec<ModuleState>,
     config: Vec<Applies>,
     blacklisted: Vec<String>,
     /// The blacklist applies only to modules reached through an alias (modprobe NAME).
@@ -169,23 +185,23 @@ fn explain(setup: &Setup, planner: &Planner, input: &str) -> Result<Explained, S
             Table::Alias => (setup.resolver.aliases_file(), false),
             Table::BuiltinAlias => ("modules.builtin.modinfo", true),
         };
-        matches.push((
-            String::from_utf8_lossy(entry.pattern).into_owned(),
-            entry.module.to_owned(),
-            format!("{module_dir}/{file}"),
-            entry.line,
+        matches.push(Matched {
+            pattern: String::from_utf8_lossy(entry.pattern).into_owned(),
+            module: entry.module.to_owned(),
+            file: format!("{module_dir}/{file}"),
+            line: entry.line,
             builtin,
-        ));
+        });
     }
     for a in &setup.config.aliases {
         if libc_fnmatch(a.pattern.as_bytes(), normalized.as_bytes()) {
-            matches.push((
-                a.pattern.clone(),
-                a.module.clone(),
-                origin(&a.origin),
-                0,
-                false,
-            ));
+            matches.push(Matched {
+                pattern: a.pattern.clone(),
+                module: a.module.clone(),
+                file: origin(&a.origin),
+                line: 0,
+                builtin: false,
+            });
         }
     }
     let found = planner.lookup_paths(&key);
@@ -202,7 +218,7 @@ fn explain(setup: &Setup, planner: &Planner, input: &str) -> Result<Explained, S
                 "not loaded"
             };
             let file = path.map(|p| setup.dir.join(p).display().to_string());
-            (name, state, file)
+            ModuleState { name, state, file }
         })
         .collect::<Vec<_>>();
     let applies_to = |m: &str| names.iter().any(|n| n == m) || m == normalized;
@@ -321,19 +337,19 @@ fn write_text(out: &mut impl Write, e: &Explained) -> std::io::Result<()> {
         e.normalized,
         source_text(e.source)
     )?;
-    for (pattern, module, file, line, builtin) in &e.matches {
-        let at = if *line > 0 {
-            format!("{file}:{line}")
+    for m in &e.matches {
+        let at = if m.line > 0 {
+            format!("{}:{}", m.file, m.line)
         } else {
-            file.clone()
+            m.file.clone()
         };
-        let b = if *builtin { " (built in)" } else { "" };
-        writeln!(out, "  matched {pattern} -> {module}{b}  # {at}")?;
+        let b = if m.builtin { " (built in)" } else { "" };
+        writeln!(out, "  matched {} -> {}{b}  # {at}", m.pattern, m.module)?;
     }
-    for (name, state, file) in &e.modules {
-        match file {
-            Some(f) => writeln!(out, "  module {name}: {state}, {f}")?,
-            None => writeln!(out, "  module {name}: {state}")?,
+    for m in &e.modules {
+        match &m.file {
+            Some(f) => writeln!(out, "  module {}: {}, {f}", m.name, m.state)?,
+            None => writeln!(out, "  module {}: {}", m.name, m.state)?,
         }
     }
     for a in &e.config {
@@ -378,27 +394,27 @@ fn write_json(out: &mut impl Write, e: &Explained) -> std::io::Result<()> {
     out.write_all(b",\"normalized\":")?;
     json::string(out, e.normalized.as_bytes())?;
     write!(out, ",\"source\":\"{}\",\"matches\":[", e.source.as_str())?;
-    for (i, (pattern, module, file, line, builtin)) in e.matches.iter().enumerate() {
+    for (i, m) in e.matches.iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
         out.write_all(b"{\"pattern\":")?;
-        json::string(out, pattern.as_bytes())?;
+        json::string(out, m.pattern.as_bytes())?;
         out.write_all(b",\"module\":")?;
-        json::string(out, module.as_bytes())?;
+        json::string(out, m.module.as_bytes())?;
         out.write_all(b",\"file\":")?;
-        json::string(out, file.as_bytes())?;
-        write!(out, ",\"line\":{line},\"builtin\":{builtin}}}")?;
+        json::string(out, m.file.as_bytes())?;
+        write!(out, ",\"line\":{},\"builtin\":{}}}", m.line, m.builtin)?;
     }
     out.write_all(b"],\"modules\":[")?;
-    for (i, (name, state, file)) in e.modules.iter().enumerate() {
+    for (i, m) in e.modules.iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
         out.write_all(b"{\"name\":")?;
-        json::string(out, name.as_bytes())?;
-        write!(out, ",\"state\":\"{state}\",\"file\":")?;
-        opt(out, file)?;
+        json::string(out, m.name.as_bytes())?;
+        write!(out, ",\"state\":\"{}\",\"file\":", m.state)?;
+        opt(out, &m.file)?;
         out.write_all(b"}")?;
     }
     out.write_all(b"],\"config\":[")?;
