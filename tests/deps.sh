@@ -5,8 +5,9 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
-# qemu-system-x86, busybox-static and cpio: the VM test (tests/vm) boots Debian's kernel.
+# qemu-system-x86, busybox-static and cpio: the VM test (tests/vm) boots Debian's kernel; the
+# libraries after them are what its unpacked systemd-udevd links against.
 $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-dev libudev-dev pkg-config time \
-    qemu-system-x86 busybox-static cpio
+    qemu-system-x86 busybox-static cpio libacl1 libblkid1 libcap2 libselinux1 libkmod2
 "$(dirname "$0")/fixtures/kernels.sh"
 "$(dirname "$0")/fixtures/udev.sh"
