@@ -1,10 +1,14 @@
 //! `modaliasd doctor`: lints the modprobe.d configuration and the kernel command line, or
 //! checks whether named modules would load into the running kernel.
 
-use super::{CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP};
+use super::{
+    CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP,
+    common_options_and_values,
+};
 use crate::diagnostics::failure::{Context, check_options, preflight};
 use crate::diagnostics::{Finding, Severity, lint_config};
 use crate::index::ModuleTree;
+use crate::loader::kernel::{Kernel, LinuxKernel, ModuleState};
 use crate::modinfo::ModuleInfo;
 use crate::modprobe::Config;
 use crate::modprobe::plan::{Action, BlacklistMode, Outcome, Planner};
@@ -40,26 +44,13 @@ Options:
 }
 
 pub fn run(args: Vec<OsString>) -> Result<i32, String> {
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut common = CommonOptions::default();
-    let mut names: Vec<String> = Vec::new();
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            a if CommonOptions::takes(&a) => {
-                let key = CommonOptions::key(&a);
-                common.set(&key, &mut parser)?;
-            }
-            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
-                print!("{}", help());
-                return Ok(EXIT_OK);
-            }
-            lexopt::Arg::Value(v) => names.push(
-                v.into_string()
-                    .map_err(|v| format!("{} is not valid UTF-8", v.to_string_lossy()))?,
-            ),
-            other => return Err(other.unexpected().to_string()),
-        }
-    }
+    let Some((common, values)) = common_options_and_values(args, help)? else {
+        return Ok(EXIT_OK);
+    };
+    let names = values
+        .into_iter()
+        .map(super::utf8)
+        .collect::<Result<Vec<String>, String>>()?;
     if !names.is_empty() {
         return check_modules(&common, &names);
     }
@@ -129,6 +120,7 @@ fn check_modules(common: &CommonOptions, names: &[String]) -> Result<i32, String
     let setup = super::Setup::load(&common.tree, common.config.clone())?;
     let planner = Planner::new(&setup.tree, &setup.resolver, &setup.config);
     let ctx = Context::new(&setup.root, &setup.dir);
+    let kernel = LinuxKernel::new(&setup.root);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut status = EXIT_OK;
@@ -151,7 +143,6 @@ fn check_modules(common: &CommonOptions, names: &[String]) -> Result<i32, String
             if !seen.insert(step.module.clone()) {
                 continue;
             }
-            let state = setup.root.join("sys/module").join(&step.module);
             let line = match &step.action {
                 Action::Builtin => format!("{}: built in", step.module),
                 Action::Missing => {
@@ -164,10 +155,9 @@ fn check_modules(common: &CommonOptions, names: &[String]) -> Result<i32, String
                 Action::Insert { path } => {
                     let file = setup.dir.join(path);
                     let found = preflight(&ctx, &step.module, &file, &step.options);
-                    let loaded = if state.join("initstate").exists() {
-                        " (loaded)"
-                    } else {
-                        ""
+                    let loaded = match kernel.module_state(&step.module) {
+                        ModuleState::Live | ModuleState::Coming | ModuleState::Going => " (loaded)",
+                        ModuleState::Builtin | ModuleState::Absent => "",
                     };
                     if found.is_empty() {
                         format!(

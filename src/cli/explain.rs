@@ -4,6 +4,7 @@
 use super::{
     CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, Setup, TREE_OPTIONS_HELP, json,
 };
+use crate::loader::kernel::{Kernel, LinuxKernel, ModuleState as KernelState};
 use crate::matcher::Scratch;
 use crate::matcher::libc_fnmatch;
 use crate::modprobe::config::Origin;
@@ -92,10 +93,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 print!("{}", help());
                 return Ok(EXIT_OK);
             }
-            lexopt::Arg::Value(v) => inputs.push(
-                v.into_string()
-                    .map_err(|v| format!("{} is not valid UTF-8", v.to_string_lossy()))?,
-            ),
+            lexopt::Arg::Value(v) => inputs.push(super::utf8(v)?),
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -206,16 +204,15 @@ fn explain(setup: &Setup, planner: &Planner, input: &str) -> Result<Explained, S
     }
     let found = planner.lookup_paths(&key);
     let names: Vec<String> = found.iter().map(|(n, _)| n.clone()).collect();
+    let kernel = LinuxKernel::new(&setup.root);
     let modules = found
         .into_iter()
         .map(|(name, path)| {
-            let sys = setup.root.join("sys/module").join(&name);
-            let state = if sys.join("initstate").exists() {
-                "loaded"
-            } else if res.builtin() || sys.exists() || path.is_none() {
-                "built in"
-            } else {
-                "not loaded"
+            let state = match kernel.module_state(&name) {
+                KernelState::Live | KernelState::Coming | KernelState::Going => "loaded",
+                KernelState::Builtin => "built in",
+                KernelState::Absent if res.builtin() || path.is_none() => "built in",
+                KernelState::Absent => "not loaded",
             };
             let file = path.map(|p| setup.dir.join(p).display().to_string());
             ModuleState { name, state, file }

@@ -66,10 +66,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 print!("{}", help());
                 return Ok(EXIT_OK);
             }
-            lexopt::Arg::Value(v) => names.push(
-                v.into_string()
-                    .map_err(|v| format!("{} is not valid UTF-8", v.to_string_lossy()))?,
-            ),
+            lexopt::Arg::Value(v) => names.push(super::utf8(v)?),
             other => return Err(other.unexpected().to_string()),
         }
     }

@@ -226,14 +226,15 @@ impl CommonOptions {
     }
 }
 
-/// Parses the arguments of a command that takes only the [`CommonOptions`] and `--help`.
-/// `None`: help was printed.
-pub(crate) fn only_common_options(
+/// Parses the arguments of a command that takes the [`CommonOptions`], `--help` and positional
+/// values (names, files). `None`: help was printed.
+pub(crate) fn common_options_and_values(
     args: Vec<OsString>,
     help: fn() -> String,
-) -> Result<Option<CommonOptions>, String> {
+) -> Result<Option<(CommonOptions, Vec<OsString>)>, String> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut common = CommonOptions::default();
+    let mut values = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             a if CommonOptions::takes(&a) => {
@@ -244,10 +245,26 @@ pub(crate) fn only_common_options(
                 print!("{}", help());
                 return Ok(None);
             }
+            lexopt::Arg::Value(v) => values.push(v),
             other => return Err(other.unexpected().to_string()),
         }
     }
-    Ok(Some(common))
+    Ok(Some((common, values)))
+}
+
+/// Parses the arguments of a command that takes only the [`CommonOptions`] and `--help`.
+/// `None`: help was printed.
+pub(crate) fn only_common_options(
+    args: Vec<OsString>,
+    help: fn() -> String,
+) -> Result<Option<CommonOptions>, String> {
+    match common_options_and_values(args, help)? {
+        None => Ok(None),
+        Some((common, values)) => match values.into_iter().next() {
+            Some(v) => Err(lexopt::Arg::Value(v).unexpected().to_string()),
+            None => Ok(Some(common)),
+        },
+    }
 }
 
 /// Everything the event-handling commands need, loaded once.
@@ -305,8 +322,12 @@ pub(crate) fn value(parser: &mut lexopt::Parser) -> Result<OsString, String> {
 }
 
 pub(crate) fn string(parser: &mut lexopt::Parser) -> Result<String, String> {
-    value(parser)?
-        .into_string()
+    utf8(value(parser)?)
+}
+
+/// An argument as a `String`, or an error naming it.
+pub(crate) fn utf8(arg: OsString) -> Result<String, String> {
+    arg.into_string()
         .map_err(|v| format!("{} is not valid UTF-8", v.to_string_lossy()))
 }
 

@@ -367,11 +367,22 @@ fn pass_on(r: &Rebroadcaster, event: &Event, raw: &[u8], udev_control: &std::pat
     if !udev_control.exists() {
         return;
     }
-    let Some(message) = libudev::encode(event, crate::loader::kernel::monotonic_usec()) else {
+    let Some(message) = libudev::encode(event, monotonic_usec()) else {
         tracing::debug!("not passed on to libudev (no SUBSYSTEM or SEQNUM): {event:?}");
         return;
     };
     if let Err(e) = r.send(libudev::GROUP_LIBUDEV, &message) {
         tracing::warn!("rebroadcast to libudev: {e}");
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds: udevd's `USEC_INITIALIZED` clock.
+fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }

@@ -7,7 +7,7 @@
 //! give it a fake `proc`, `sys` and `dev/kmsg`.
 
 use super::params;
-use crate::loader::kernel::Errno;
+use crate::loader::kernel::{Errno, open_kernel_log, read_kernel_log};
 use crate::modinfo::elf::Elf;
 use crate::modinfo::{ModuleInfo, read_module_file};
 use std::collections::{HashMap, HashSet};
@@ -109,20 +109,6 @@ impl System {
         )
     }
 
-    /// `/proc/sys/kernel/tainted`.
-    pub fn tainted(&self) -> Option<u64> {
-        self.read("proc/sys/kernel/tainted")?.trim().parse().ok()
-    }
-
-    /// The taint letters a module gave the kernel (`/sys/module/NAME/taint`).
-    pub fn module_taint(&self, module: &str) -> Option<String> {
-        Some(
-            self.read(&format!("sys/module/{module}/taint"))?
-                .trim()
-                .to_owned(),
-        )
-    }
-
     /// The kernel log's messages (`/dev/kmsg`, or a plain file of its records in a test).
     pub fn kernel_messages(&self) -> Vec<String> {
         match open_kernel_log(&self.root.join("dev/kmsg")) {
@@ -130,39 +116,6 @@ impl System {
             None => Vec::new(),
         }
     }
-}
-
-/// Opens the kernel log for reading without blocking.
-pub fn open_kernel_log(path: &Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()
-}
-
-/// The messages of the kernel log records (`PRIO,SEQ,USEC,FLAGS;TEXT`) readable from `file`
-/// now: from its start, or, after a seek to the end, those logged since.
-pub fn read_kernel_log(file: &mut std::fs::File) -> Vec<String> {
-    use std::io::Read;
-    let mut records = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        // /dev/kmsg gives one record per read; a plain file gives what fits.
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => records.extend(
-                String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .filter(|l| !l.starts_with(' ')) // continuation (dictionary) lines
-                    .map(|l| l.split_once(';').map_or(l, |(_, m)| m).to_owned()),
-            ),
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue, // overwritten
-            Err(_) => break,                                             // EAGAIN: done
-        }
-    }
-    records
 }
 
 /// What went wrong with one module, for a person.

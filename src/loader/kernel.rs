@@ -204,7 +204,7 @@ impl Kernel for LinuxKernel {
 
     fn log_cursor(&self) -> Option<std::fs::File> {
         use std::io::Seek;
-        let mut file = crate::diagnostics::failure::open_kernel_log(&self.kmsg)?;
+        let mut file = open_kernel_log(&self.kmsg)?;
         file.seek(std::io::SeekFrom::End(0)).ok()?;
         Some(file)
     }
@@ -216,13 +216,35 @@ impl Kernel for LinuxKernel {
     }
 }
 
-/// CLOCK_MONOTONIC in microseconds: udevd's `USEC_INITIALIZED` clock.
-pub fn monotonic_usec() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
+/// Opens the kernel log for reading without blocking.
+pub fn open_kernel_log(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
+
+/// The messages of the kernel log records (`PRIO,SEQ,USEC,FLAGS;TEXT`) readable from `file`
+/// now: from its start, or, after a seek to the end, those logged since.
+pub fn read_kernel_log(file: &mut std::fs::File) -> Vec<String> {
+    use std::io::Read;
+    let mut records = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // /dev/kmsg gives one record per read; a plain file gives what fits.
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => records.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .filter(|l| !l.starts_with(' ')) // continuation (dictionary) lines
+                    .map(|l| l.split_once(';').map_or(l, |(_, m)| m).to_owned()),
+            ),
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue, // overwritten
+            Err(_) => break,                                             // EAGAIN: done
+        }
+    }
+    records
 }

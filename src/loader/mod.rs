@@ -100,7 +100,7 @@ impl<K: Kernel> Loader<K> {
         }
     }
 
-    fn error(&self, step: &Step, errno: Option<Errno>, message: impl Into<String>) -> LoadError {
+    fn error(step: &Step, errno: Option<Errno>, message: impl Into<String>) -> LoadError {
         LoadError {
             module: step.module.clone(),
             errno,
@@ -144,7 +144,11 @@ impl<K: Kernel> Loader<K> {
     pub fn insert(&self, step: &Step) -> Outcome {
         match &step.action {
             Action::Builtin => Ok(Loaded::Builtin),
-            Action::Missing => Err(self.error(step, Some(Errno(libc::ENOENT)), "Module not found")),
+            Action::Missing => Err(Self::error(
+                step,
+                Some(Errno(libc::ENOENT)),
+                "Module not found",
+            )),
             Action::Install { command } => self.run_install(step, command),
             Action::Insert { path } => {
                 match self.kernel.module_state(&step.module) {
@@ -153,10 +157,10 @@ impl<K: Kernel> Loader<K> {
                     ModuleState::Absent | ModuleState::Going => {}
                 }
                 let options = CString::new(step.options.as_bytes())
-                    .map_err(|_| self.error(step, None, "options contain a NUL byte"))?;
+                    .map_err(|_| Self::error(step, None, "options contain a NUL byte"))?;
                 let file_path = self.module_dir.join(path);
                 let mut file = std::fs::File::open(&file_path).map_err(|e| {
-                    self.error(
+                    Self::error(
                         step,
                         e.raw_os_error().map(Errno),
                         format!("{}: {e}", file_path.display()),
@@ -208,11 +212,9 @@ impl<K: Kernel> Loader<K> {
                         refused: Some(Box::new(Refused {
                             path: file_path.clone(),
                             options: step.options.clone(),
-                            kernel_log: log
-                                .as_mut()
-                                .map(crate::diagnostics::failure::read_kernel_log),
+                            kernel_log: log.as_mut().map(kernel::read_kernel_log),
                         })),
-                        ..self.error(step, Some(e), e.to_string())
+                        ..Self::error(step, Some(e), e.to_string())
                     }),
                 }
             }
@@ -266,11 +268,11 @@ impl<K: Kernel> Loader<K> {
             .args(["-c", &command])
             .env("MODPROBE_MODULE", &step.module)
             .status()
-            .map_err(|e| self.error(step, None, format!("cannot run install command: {e}")))?;
+            .map_err(|e| Self::error(step, None, format!("cannot run install command: {e}")))?;
         if status.success() {
             Ok(Loaded::InstallCommand)
         } else {
-            Err(self.error(
+            Err(Self::error(
                 step,
                 None,
                 format!("install command '{command}' failed ({status})"),
