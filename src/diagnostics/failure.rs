@@ -157,6 +157,8 @@ pub struct Context<'a> {
     pub logged: Option<Vec<String>>,
     /// `modules.symbols` of that directory, read when first needed.
     symbols: std::sync::OnceLock<HashMap<String, String>>,
+    /// The kernel log, read once per diagnosis when `logged` does not have it.
+    log: std::sync::OnceLock<Vec<String>>,
 }
 
 /// A module file read for diagnosis.
@@ -201,6 +203,7 @@ impl<'a> Context<'a> {
             module_dir,
             logged: None,
             symbols: std::sync::OnceLock::new(),
+            log: std::sync::OnceLock::new(),
         }
     }
 
@@ -325,17 +328,18 @@ impl<'a> Context<'a> {
         let prefix = format!("{name}: ");
         let module_prefix = format!("module {name}: ");
         let messages = match &self.logged {
-            Some(logged) => logged.clone(),
-            None => self.system.kernel_messages(),
+            Some(logged) => logged,
+            None => self.log.get_or_init(|| self.system.kernel_messages()),
         };
         let mut said: Vec<String> = messages
-            .into_iter()
+            .iter()
             .filter(|m| {
                 m.starts_with(&prefix)
                     || m.starts_with(&module_prefix)
                     || m.starts_with("Loading of ")
                     || m.starts_with("Lockdown: ")
             })
+            .cloned()
             .collect();
         // The latest few: the log may hold earlier attempts too.
         let keep = said.len().saturating_sub(4);
