@@ -287,9 +287,10 @@ pub struct Scratch {
 
 impl Scratch {
     fn reset(&mut self, slots: usize) {
-        if self.memo.len() != slots {
-            self.memo = vec![(0, 0); slots];
-            self.generation = 0;
+        // One scratch serves several automata: it only ever grows, and entries of another
+        // generation count as untouched.
+        if self.memo.len() < slots {
+            self.memo.resize(slots, (0, 0));
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
@@ -1109,7 +1110,11 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
             return false;
         }
     }
-    a8.remainder() == b8.remainder()
+    // The tail byte by byte: a slice comparison would call libc's memcmp for a few bytes.
+    a8.remainder()
+        .iter()
+        .zip(b8.remainder())
+        .all(|(x, y)| x == y)
 }
 
 #[inline]

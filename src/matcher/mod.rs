@@ -17,14 +17,24 @@
 
 pub mod automaton;
 pub mod pattern;
+pub mod pci;
 
 pub use automaton::{Automaton, Scratch};
 pub use pattern::{Glob, fnmatch, libc_fnmatch};
+pub use pci::PciIndex;
 
 /// A compiled table of patterns, each carrying a caller-chosen `u32` value.
 #[derive(Clone, Debug, Default)]
 pub struct PatternSet {
+    /// Every regular pattern except those `pci` holds.
     pub(crate) automaton: Automaton,
+    /// Patterns in the kernel's PCI layout, for keys in that layout ...
+    pub(crate) pci: PciIndex,
+    /// ... and the same patterns for every other key that starts like them.
+    pub(crate) pci_automaton: Automaton,
+    /// No pattern outside those two can match a key that starts with `pci:v`, so such a key
+    /// need not walk `automaton` at all.
+    pub(crate) pci_only: bool,
     /// Patterns outside the compiled subset: (pattern, length of its literal prefix, value).
     /// The prefix is compared byte for byte, the rest handed to libc's `fnmatch`.
     pub(crate) irregular: Vec<(Vec<u8>, u32, u32)>,
@@ -42,6 +52,19 @@ pub enum Syntax {
     Libkmod,
 }
 
+/// Whether a pattern could match some string that starts with `prefix`: its literal tokens
+/// before the first wildcard agree with `prefix` as far as both go.
+fn may_start_like(tokens: &[pattern::Token], prefix: &[u8]) -> bool {
+    tokens
+        .iter()
+        .zip(prefix)
+        .map_while(|(t, &b)| match *t {
+            pattern::Token::Literal(l) => Some(l == b),
+            _ => None,
+        })
+        .all(|same| same)
+}
+
 impl PatternSet {
     pub fn build<'a>(patterns: impl IntoIterator<Item = (&'a [u8], u32)>) -> PatternSet {
         PatternSet::build_with(Syntax::Fnmatch, patterns)
@@ -53,7 +76,19 @@ impl PatternSet {
     ) -> PatternSet {
         let mut regular = Vec::new();
         let mut irregular = Vec::new();
+        let (mut pci_fields, mut pci_regular) = (Vec::new(), Vec::new());
+        let mut pci_only = true;
         for (p, value) in patterns {
+            // The PCI layout has no backslash, so both syntaxes read it alike.
+            if let Some(fields) = pci::FieldPattern::parse(p, value) {
+                pci_fields.push(fields);
+                let tokens = p.iter().map(|&b| match b {
+                    b'*' => pattern::Token::Star,
+                    b => pattern::Token::Literal(b),
+                });
+                pci_regular.push((tokens.collect(), value));
+                continue;
+            }
             let literal = match syntax {
                 Syntax::Fnmatch => 0,
                 Syntax::Libkmod => pattern::literal_prefix_len(p),
@@ -65,19 +100,34 @@ impl PatternSet {
                         .map(|&b| pattern::Token::Literal(b))
                         .collect();
                     t.extend(rest);
+                    pci_only &= !may_start_like(&t, pci::PREFIX);
                     regular.push((t, value));
                 }
-                pattern::Parsed::Irregular => irregular.push((p.to_vec(), literal as u32, value)),
+                pattern::Parsed::Irregular => {
+                    pci_only = false;
+                    irregular.push((p.to_vec(), literal as u32, value));
+                }
             }
         }
         PatternSet {
             automaton: Automaton::build(&regular),
+            pci: PciIndex::build(pci_fields),
+            pci_automaton: Automaton::build(&pci_regular),
+            pci_only,
             irregular,
         }
     }
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
+        if key.starts_with(pci::PREFIX) {
+            if !self.pci.find(key, out) {
+                self.pci_automaton.search(key, scratch, out);
+            }
+            if self.pci_only {
+                return;
+            }
+        }
         self.automaton.search(key, scratch, out);
         for (p, literal, value) in &self.irregular {
             let (prefix, rest) = p.split_at(*literal as usize);
@@ -89,6 +139,10 @@ impl PatternSet {
 
     pub fn automaton(&self) -> &Automaton {
         &self.automaton
+    }
+
+    pub fn pci(&self) -> &PciIndex {
+        &self.pci
     }
 
     pub fn irregular_count(&self) -> usize {

@@ -171,6 +171,9 @@ pub struct Resolver {
     pub(crate) dep_sorted: Vec<u32>,
     /// Ids of built-in modules, sorted by name.
     pub(crate) builtin_sorted: Vec<u32>,
+    /// Whether some built-in module's name has a `:`: if none has, a MODALIAS (which always
+    /// has one) need not be looked up among them. Derived, not saved.
+    pub(crate) builtin_colon: bool,
     /// `modules.symbols` sorted by key then priority; keys live in `symbol_bytes`.
     pub(crate) symbols: Vec<SymbolEntry>,
     pub(crate) symbol_bytes: Vec<u8>,
@@ -279,7 +282,24 @@ impl Resolver {
         r.names = interner.names;
         r.dep_sorted = sorted_by_name(&r.names, dep_ids);
         r.builtin_sorted = sorted_by_name(&r.names, builtin_ids);
+        r.derive();
         r
+    }
+
+    /// Sets the fields derived from the others, after building or loading.
+    pub(crate) fn derive(&mut self) {
+        self.builtin_colon = self
+            .builtin_sorted
+            .iter()
+            .any(|&id| self.names[id as usize].contains(':'));
+    }
+
+    /// The built-in module called `key`, if there is one.
+    fn builtin_name(&self, key: &[u8]) -> Option<u32> {
+        if !self.builtin_colon && memchr::memchr(b':', key).is_some() {
+            return None;
+        }
+        self.find_sorted(&self.builtin_sorted, key)
     }
 
     fn symbol_key(&self, s: &SymbolEntry) -> &[u8] {
@@ -382,7 +402,7 @@ impl Resolver {
         if memchr::memchr3(b'*', b'?', b'[', key).is_some() {
             let [aliases, builtin] = self.kmod_trees.get_or_init(|| self.build_kmod_trees());
             out.entries = aliases.search(key);
-            if out.entries.is_empty() && self.find_sorted(&self.builtin_sorted, key).is_none() {
+            if out.entries.is_empty() && self.builtin_name(key).is_none() {
                 out.entries = builtin.search(key);
             }
         } else {
@@ -394,7 +414,7 @@ impl Resolver {
         if split > 0 {
             out.entries.truncate(split);
             out.source = Some(Source::Alias);
-        } else if let Some(id) = self.find_sorted(&self.builtin_sorted, key) {
+        } else if let Some(id) = self.builtin_name(key) {
             out.entries.clear();
             out.source = Some(Source::BuiltinName);
             out.modules.push(id);

@@ -19,11 +19,12 @@ use crate::error::{Error, Result};
 use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp};
 use crate::matcher::automaton::{ContainsSet, Mapping, Stored};
 use crate::matcher::pattern::ByteSet;
-use crate::matcher::{Automaton, PatternSet};
+use crate::matcher::pci::{FieldPattern, Slot};
+use crate::matcher::{Automaton, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -42,6 +43,8 @@ unsafe impl Plain for u32 {}
 unsafe impl Plain for Entry {}
 unsafe impl Plain for SymbolEntry {}
 unsafe impl Plain for ByteSet {}
+unsafe impl Plain for FieldPattern {}
+unsafe impl Plain for Slot {}
 
 fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
     // SAFETY: T is Plain: no padding, so every byte is initialised.
@@ -179,9 +182,32 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.u32(resolver.alias_entries);
     w.slice(&resolver.pattern_bytes[..]);
     w.slice(resolver.aliases_file.as_bytes());
-    let a = &resolver.patterns.automaton;
-    // The automaton is used in place from a mapping of the file: 8-byte count, then words at an
-    // aligned offset.
+    let set = &resolver.patterns;
+    write_automaton(&mut w, &set.automaton);
+    write_automaton(&mut w, &set.pci_automaton);
+    w.align();
+    w.slice(&set.pci.patterns);
+    w.align();
+    w.slice(&set.pci.by_device);
+    w.align();
+    w.slice(&set.pci.by_vendor);
+    w.align();
+    w.slice(&set.pci.by_class);
+    w.u32(set.pci.rest[0]);
+    w.u32(set.pci.rest[1]);
+    w.u32(u32::from(set.pci_only));
+    w.u32(resolver.patterns.irregular.len() as u32);
+    for (p, literal, v) in &resolver.patterns.irregular {
+        w.slice(p);
+        w.u32(*literal);
+        w.u32(*v);
+    }
+    w.0
+}
+
+/// The automaton is used in place from a mapping of the file: 8-byte count, then words at an
+/// aligned offset.
+fn write_automaton(w: &mut Writer, a: &Automaton) {
     w.align();
     w.slice(&a.code[..]);
     w.slice(&a.classes);
@@ -195,13 +221,27 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
             w.slice(v);
         }
     }
-    w.u32(resolver.patterns.irregular.len() as u32);
-    for (p, literal, v) in &resolver.patterns.irregular {
-        w.slice(p);
-        w.u32(*literal);
-        w.u32(*v);
+}
+
+fn read_automaton(r: &mut Reader, map: Option<&std::sync::Arc<Mapping>>) -> Result<Automaton> {
+    r.align()?;
+    let code = r.stored::<u32>(map)?;
+    let mut a = Automaton {
+        code,
+        classes: r.vec()?,
+        ..Default::default()
+    };
+    a.star_slots = r.u32()?;
+    a.node_count = r.u32()?;
+    for _ in 0..r.u32()? {
+        let (mut strings, mut values) = (Vec::new(), Vec::new());
+        for _ in 0..r.u32()? {
+            strings.push(r.vec::<u8>()?);
+            values.push(r.vec::<u32>()?);
+        }
+        a.contains.push(ContainsSet::new(strings, values));
     }
-    w.0
+    Ok(a)
 }
 
 /// Reads a saved resolver and the stamps it was compiled from. Every count and index is checked,
@@ -248,23 +288,28 @@ fn read(
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
+    let automaton = read_automaton(&mut r, map)?;
+    let pci_automaton = read_automaton(&mut r, map)?;
     r.align()?;
-    let code = r.stored::<u32>(map)?;
-    let mut a = Automaton {
-        code,
-        classes: r.vec()?,
-        ..Default::default()
+    let patterns = r.stored(map)?;
+    r.align()?;
+    let by_device = r.stored(map)?;
+    r.align()?;
+    let by_vendor = r.stored(map)?;
+    r.align()?;
+    let by_class = r.stored(map)?;
+    let pci = PciIndex {
+        patterns,
+        by_device,
+        by_vendor,
+        by_class,
+        rest: [r.u32()?, r.u32()?],
     };
-    a.star_slots = r.u32()?;
-    a.node_count = r.u32()?;
-    for _ in 0..r.u32()? {
-        let (mut strings, mut values) = (Vec::new(), Vec::new());
-        for _ in 0..r.u32()? {
-            strings.push(r.vec::<u8>()?);
-            values.push(r.vec::<u32>()?);
-        }
-        a.contains.push(ContainsSet::new(strings, values));
-    }
+    let pci_only = match r.u32()? {
+        0 => false,
+        1 => true,
+        _ => return Err(r.corrupt("bad flag")),
+    };
     let mut irregular = Vec::new();
     for _ in 0..r.u32()? {
         let p = r.vec::<u8>()?;
@@ -278,10 +323,14 @@ fn read(
         return Err(r.corrupt("trailing bytes"));
     }
     res.patterns = PatternSet {
-        automaton: a,
+        automaton,
+        pci,
+        pci_automaton,
+        pci_only,
         irregular,
     };
     validate(&res).map_err(|what| Error::corrupt(path, 0, what))?;
+    res.derive();
     // Every other section was copied out and the automaton is validated: drop all the pages;
     // lookups fault back in just the automaton pages they walk.
     if let Some(map) = map {
@@ -314,12 +363,14 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
             return Err("entry out of range".into());
         }
     }
-    let a = &r.patterns.automaton;
-    match a.validate(entries) {
-        Ok(n) if n == a.node_count => {}
-        Ok(_) => return Err("node count disagrees with the automaton".into()),
-        Err(e) => return Err(e.into()),
+    for a in [&r.patterns.automaton, &r.patterns.pci_automaton] {
+        match a.validate(entries) {
+            Ok(n) if n == a.node_count => {}
+            Ok(_) => return Err("node count disagrees with the automaton".into()),
+            Err(e) => return Err(e.into()),
+        }
     }
+    r.patterns.pci.validate(entries)?;
     if r.patterns.irregular.iter().any(|(_, _, v)| *v >= entries) {
         return Err("irregular pattern value out of range".into());
     }

@@ -39,6 +39,56 @@ pub fn concretize(pattern: &[u8], rng: &mut Rng) -> Vec<u8> {
     out
 }
 
+/// The kernel's layout of a PCI MODALIAS (`pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X`).
+const PCI_LAYOUT: [(&str, usize); 7] = [
+    ("v", 8),
+    ("d", 8),
+    ("sv", 8),
+    ("sd", 8),
+    ("bc", 2),
+    ("sc", 2),
+    ("i", 2),
+];
+
+/// For a PCI pattern of depmod's form, a string the pattern matches in the layout the kernel
+/// writes (every field its full width of upper-case digits, the pattern's digits first), so
+/// that lookups see real-looking PCI keys and not only `concretize`'s random fill. None for
+/// any other pattern.
+pub fn pci_kernel_layout(pattern: &[u8], rng: &mut Rng) -> Option<Vec<u8>> {
+    let mut rest = std::str::from_utf8(pattern).ok()?.strip_prefix("pci:")?;
+    let mut out = String::from("pci:");
+    for (i, (sep, width)) in PCI_LAYOUT.iter().enumerate() {
+        rest = rest.strip_prefix(sep)?;
+        let end = match PCI_LAYOUT.get(i + 1) {
+            Some((next, _)) => rest.find(next)?,
+            None => rest.len(),
+        };
+        let field = rest[..end].trim_end_matches('*');
+        if field.len() > *width || !field.bytes().all(|b| b"0123456789ABCDEF".contains(&b)) {
+            return None;
+        }
+        out.push_str(sep);
+        out.push_str(field);
+        out.extend((field.len()..*width).map(|_| b"0123456789ABCDEF"[rng.below(16)] as char));
+        rest = &rest[end..];
+    }
+    Some(out.into_bytes())
+}
+
+/// One digit of a PCI key in the kernel's layout changed to another digit: still that layout,
+/// usually matching something else or nothing.
+pub fn pci_near_miss(key: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut v = key.to_vec();
+    let digits: Vec<usize> = (4..v.len())
+        .filter(|&i| v[i].is_ascii_digit() || (b'A'..=b'F').contains(&v[i]))
+        .collect();
+    if !digits.is_empty() {
+        let i = digits[rng.below(digits.len())];
+        v[i] = b"0123456789ABCDEF"[rng.below(16)];
+    }
+    v
+}
+
 /// A small random change: most of these no longer match the pattern they came from, some match
 /// another one.
 pub fn mutate(s: &[u8], rng: &mut Rng) -> Vec<u8> {
@@ -119,9 +169,10 @@ pub fn sysfs_modaliases() -> Vec<Vec<u8>> {
     out
 }
 
-/// The differential corpus for `tree`: every alias concretised and mutated, patterns themselves
-/// as keys, module and built-in names (with dashes too), symbols, built-in aliases, random
-/// `cpu:` feature lists and the machine's own sysfs strings.
+/// The differential corpus for `tree`: every alias concretised and mutated, PCI aliases also in
+/// the kernel's layout with and without one digit changed, patterns themselves as keys, module
+/// and built-in names (with dashes too), symbols, built-in aliases, random `cpu:` feature lists
+/// and the machine's own sysfs strings.
 pub fn differential(tree: &ModuleTree, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = Rng(seed);
     let mut out = Vec::new();
@@ -131,6 +182,10 @@ pub fn differential(tree: &ModuleTree, seed: u64) -> Vec<Vec<u8>> {
         out.push(c);
         if rng.chance(20) {
             out.push(a.pattern.clone());
+        }
+        if let Some(k) = pci_kernel_layout(&a.pattern, &mut rng) {
+            out.push(pci_near_miss(&k, &mut rng));
+            out.push(k);
         }
     }
     for m in &tree.modules {
