@@ -175,6 +175,45 @@ fn the_saved_index_is_used_and_rebuilt_when_modules_alias_changes() {
         "the index was rebuilt"
     );
 
+    // An archive that keeps whole seconds (cpio, as in every initramfs) or a reproducible
+    // build that gives every file one time changes the times, not the contents: the index
+    // stays in use. The same size with other contents is stale.
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(&index).unwrap().ino();
+    let whole_second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for name in [
+        "modules.dep",
+        "modules.alias",
+        "modules.symbols",
+        "modules.builtin",
+    ] {
+        if let Ok(f) = std::fs::File::options().write(true).open(dir.join(name)) {
+            f.set_modified(whole_second).unwrap();
+        }
+    }
+    let o = modaliasd(root.path(), &["-v", "acme:x"], None);
+    assert_eq!(stdout(&o), "acme:x\te1000e\n");
+    assert!(
+        stderr(&o).contains("resolver: saved index"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::metadata(&index).unwrap().ino(),
+        inode,
+        "recompiled"
+    );
+    let alias = std::fs::read_to_string(dir.join("modules.alias")).unwrap();
+    std::fs::write(dir.join("modules.alias"), alias.replace("acme:*", "acme:?")).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.join("modules.alias"))
+        .unwrap();
+    f.set_modified(whole_second).unwrap();
+    let o = modaliasd(root.path(), &["-v", "acme:x", "acme:xy"], None);
+    assert_eq!(stdout(&o), "acme:x\te1000e\nacme:xy\t\n");
+    assert!(stderr(&o).contains("resolver: compiled"), "{}", stderr(&o));
+
     // A damaged index is ignored, never trusted.
     std::fs::write(&index, b"modaliasd-index\0garbage").unwrap();
     let o = modaliasd(root.path(), &["acme:x"], None);

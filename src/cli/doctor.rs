@@ -55,8 +55,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         return check_modules(&common, &names);
     }
     let dir = common.tree.module_dir()?;
-    let (resolver, _, _) = crate::resolve::saved::load_or_build(&dir, &common.tree.cache_policy())
-        .map_err(|e| e.to_string())?;
+    let resolver = common.tree.resolver()?;
     let sources = common.config.clone().sources(&common.tree);
     let cmdline = sources
         .cmdline

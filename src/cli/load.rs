@@ -1,15 +1,11 @@
 //! `modaliasd load`: modprobe's decisions for names and MODALIAS strings.
 
-use super::{
-    CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP,
-    report_warnings,
-};
+use super::{CONFIG_OPTIONS_HELP, CommonOptions, EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP};
 use crate::index::ModuleTree;
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
 use crate::modprobe::Config;
 use crate::modprobe::plan::{BlacklistMode, Outcome, Planner};
-use crate::resolve::saved::load_or_build;
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -78,9 +74,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         .file_name()
         .map(|k| k.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (resolver, warnings, _) =
-        load_or_build(&dir, &common.tree.cache_policy()).map_err(|e| e.to_string())?;
-    report_warnings(&warnings, 20);
+    let resolver = common.tree.resolver()?;
     let tree = ModuleTree::load_modules(&dir).map_err(|e| e.to_string())?;
     let config = Config::load(&common.config.clone().sources(&common.tree));
     for w in &config.warnings {

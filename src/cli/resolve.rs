@@ -1,8 +1,7 @@
 //! `modaliasd resolve`: MODALIAS strings or module names in, module names out.
 
-use super::{EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, TreeOptions, json, report_warnings};
+use super::{EXIT_INVALID_INPUT, EXIT_OK, TREE_OPTIONS_HELP, TreeOptions, json};
 use crate::matcher::Scratch;
-use crate::resolve::saved::load_or_build;
 use crate::resolve::{NoConfig, Resolution, Resolver, Table};
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
@@ -55,10 +54,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let dir = tree_options.module_dir()?;
-    let (resolver, warnings, _) =
-        load_or_build(&dir, &tree_options.cache_policy()).map_err(|e| e.to_string())?;
-    report_warnings(&warnings, 20);
+    let resolver = tree_options.resolver()?;
 
     let stdout = std::io::stdout();
     let mut out = Output {

@@ -59,6 +59,27 @@ pub struct SourceStamp {
     pub name: String,
     pub len: u64,
     pub mtime_ns: i128,
+    /// [`fingerprint`] of the contents: initramfs archives (cpio keeps whole seconds) and
+    /// reproducible builds (one fixed time for every file) change the times of files whose
+    /// contents are the same.
+    pub fingerprint: u64,
+}
+
+/// A fast hash of a file's contents, to tell whether a file whose time changed still holds
+/// what an index was compiled from. Not cryptographic: whoever can rewrite the module index
+/// needs no collision. Every step is a bijection of the state for a given word, so a change
+/// to any one eight-byte word always changes the result.
+pub fn fingerprint(data: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let step = |h: u64, word: u64| (h.rotate_left(23) ^ word).wrapping_mul(K);
+    let mut chunks = data.chunks_exact(8);
+    let mut h = (&mut chunks).fold(data.len() as u64, |h, c| {
+        step(h, u64::from_le_bytes(c.try_into().unwrap()))
+    });
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = step(h, u64::from_le_bytes(tail));
+    h ^ h >> 29
 }
 
 /// Everything the resolver needs from a module directory.
@@ -167,7 +188,7 @@ impl ModuleTree {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        self.sources.push(stamp(name, &meta));
+        self.sources.push(stamp(name, &meta, &data));
         Ok(Some(data))
     }
 
@@ -180,7 +201,8 @@ impl ModuleTree {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let entries = kmod_bin::read_all(&path)?;
-        self.sources.push(stamp(name, &meta));
+        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        self.sources.push(stamp(name, &meta, &data));
         Ok(Some(entries))
     }
 
@@ -409,12 +431,13 @@ fn insertion_order(mut entries: Vec<kmod_bin::Entry>) -> Vec<kmod_bin::Entry> {
     entries
 }
 
-fn stamp(name: &str, meta: &std::fs::Metadata) -> SourceStamp {
+fn stamp(name: &str, meta: &std::fs::Metadata, data: &[u8]) -> SourceStamp {
     use std::os::unix::fs::MetadataExt;
     SourceStamp {
         name: name.to_owned(),
         len: meta.len(),
         mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        fingerprint: fingerprint(data),
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! The file holds the resolver's arrays as they are in memory (native byte order, checked by a
 //! marker), so loading is a few bulk copies. A header lists the module-directory files it was
-//! compiled from with their sizes and modification times; [`load_or_build`] rebuilds when any of
-//! them changed, which is what happens after every `depmod`.
+//! compiled from with their sizes, modification times and content fingerprints;
+//! [`load_or_build`] rebuilds when any of them changed, which is what happens after every
+//! `depmod`. A file whose time changed but whose contents did not (an initramfs: cpio keeps
+//! whole seconds) is read once to compare fingerprints, which costs far less than compiling.
 //!
 //! Layout: `MAGIC`, u32 format version, u32 byte-order marker, the source stamps, then each
 //! section as a u64 element count followed by the elements; the automaton's section starts at
@@ -16,7 +18,7 @@
 
 use super::{Entry, Resolver, SymbolEntry};
 use crate::error::{Error, Result};
-use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp};
+use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp, fingerprint};
 use crate::matcher::automaton::{ContainsSet, Mapping, Stored};
 use crate::matcher::pattern::ByteSet;
 use crate::matcher::pci::{FieldPattern, Slot};
@@ -24,7 +26,7 @@ use crate::matcher::{Automaton, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -144,6 +146,7 @@ fn write_stamps(w: &mut Writer, stamps: &[SourceStamp]) {
         w.slice(s.name.as_bytes());
         w.0.extend_from_slice(&s.len.to_ne_bytes());
         w.0.extend_from_slice(&s.mtime_ns.to_ne_bytes());
+        w.0.extend_from_slice(&s.fingerprint.to_ne_bytes());
     }
 }
 
@@ -158,6 +161,7 @@ fn read_stamps(r: &mut Reader) -> Result<Vec<SourceStamp>> {
             name,
             len,
             mtime_ns,
+            fingerprint: r.u64()?,
         });
     }
     Ok(out)
@@ -377,28 +381,27 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Stamps of the source files as they are now, in the order [`ModuleTree::load`] records them.
-fn current_stamps(dir: &Path, recorded: &[SourceStamp]) -> Vec<Option<SourceStamp>> {
-    recorded
-        .iter()
-        .map(|s| {
-            let meta = std::fs::metadata(dir.join(&s.name)).ok()?;
-            use std::os::unix::fs::MetadataExt;
-            Some(SourceStamp {
-                name: s.name.clone(),
-                len: meta.len(),
-                mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            })
-        })
-        .collect()
+/// Whether the file a stamp describes still holds what it held: the same size and time, or,
+/// when only the time differs, the same contents.
+fn unchanged(dir: &Path, stamp: &SourceStamp) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(&stamp.name);
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return false;
+    };
+    if meta.len() != stamp.len {
+        return false;
+    }
+    let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    mtime_ns == stamp.mtime_ns
+        || std::fs::read(&path).is_ok_and(|data| fingerprint(&data) == stamp.fingerprint)
 }
 
-/// Whether `stamps` still describe the files in `dir`: the same files with the same sizes and
-/// times, and no file appeared that would have been read instead (a text file where only its
-/// `.bin` was used).
+/// Whether `stamps` still describe the files in `dir`: the same files with the same contents
+/// (the same sizes and times, or failing the times, the same fingerprints), and no file
+/// appeared that would have been read instead (a text file where only its `.bin` was used).
 pub fn is_fresh(dir: &Path, stamps: &[SourceStamp]) -> bool {
-    let now = current_stamps(dir, stamps);
-    if now.iter().zip(stamps).any(|(n, s)| n.as_ref() != Some(s)) {
+    if !stamps.iter().all(|s| unchanged(dir, s)) {
         return false;
     }
     SOURCE_FILES
