@@ -4,9 +4,11 @@ use super::{
     CONFIG_OPTIONS_HELP, CommonOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, record::number,
 };
 use crate::daemon::activation;
+use crate::daemon::queue::{CloseOnDrop, Origin, WorkQueue};
 use crate::daemon::signals::{self, Signal, Signals};
 use crate::daemon::{
-    DryRun, Processor, Work, bus_scan_delay, mark_settled, sd_notify, spawn_program, sysfs,
+    DryRun, Processor, Work, bus_scan_delay, coldplug_order, mark_settled, sd_notify,
+    spawn_program, sysfs,
 };
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
@@ -17,7 +19,6 @@ use crate::uevent::netlink::{
 use crate::uevent::{Event, libudev};
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// How often the daemon looks whether coldplug has settled while it waits for that.
@@ -139,24 +140,20 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let loader = Loader::new(LinuxKernel::new(&setup.root), setup.dir.clone());
     // A reload keeps the root and module directory: the pool's diagnoses may use these.
     let (root, module_dir) = (setup.root.clone(), setup.dir.clone());
-    let (to_pool, from_listener) = mpsc::channel::<Work>();
-    let from_listener = Mutex::new(from_listener);
+    let queue = WorkQueue::default();
     let mut handled = 0u64;
     // Batches of work sent to the pool and not finished yet: coldplug is not complete while
     // any is.
     let in_pool = AtomicUsize::new(0);
     let result = std::thread::scope(|scope| -> Result<(), String> {
         // Loading pool: a few threads, each carrying out one event's plans at a time (the
-        // loader itself parallelises inside a batch and inserts each module once). On stop the
-        // channel closes and they finish what they hold before the scope ends.
+        // loader itself parallelises inside a batch and inserts each module once), events
+        // before scanned devices (see `WorkQueue`). On stop the queue closes and they finish
+        // what is queued before the scope ends.
         if !dry_run {
             for _ in 0..4 {
                 scope.spawn(|| {
-                    loop {
-                        let work = match from_listener.lock().unwrap().recv() {
-                            Ok(w) => w,
-                            Err(_) => return,
-                        };
+                    while let Some(work) = queue.pop() {
                         for program in &work.programs {
                             spawn_program(program);
                         }
@@ -170,7 +167,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 });
             }
         }
-        let mut deliver = |work: Work| -> Result<(), String> {
+        let _close = CloseOnDrop(&queue);
+        let mut deliver = |work: Work, origin: Origin| -> Result<(), String> {
             if work.is_empty() {
                 return Ok(());
             }
@@ -179,7 +177,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                 printer.flush().map_err(|e| e.to_string())
             } else {
                 in_pool.fetch_add(1, Ordering::SeqCst);
-                to_pool.send(work).map_err(|e| e.to_string())
+                queue.push(work, origin);
+                Ok(())
             }
         };
         let mut first = true;
@@ -195,14 +194,18 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             // for other network namespaces, hence "at most").
             let mut lost: Option<u64> = None;
             let rescan = |processor: &mut Processor,
-                          deliver: &mut dyn FnMut(Work) -> Result<(), String>|
+                          deliver: &mut dyn FnMut(Work, Origin) -> Result<(), String>|
              -> Result<(), String> {
-                let mut messages = sysfs::scan(&root);
-                sysfs::controllers_first(&mut messages);
-                for message in messages {
-                    if let Ok(event) = Event::parse(&message) {
-                        deliver(processor.handle(&event))?;
-                    }
+                let mut works: Vec<(bool, Work)> = sysfs::scan(&root)
+                    .iter()
+                    .filter_map(|message| {
+                        let event = Event::parse(message).ok()?;
+                        Some((sysfs::opens_a_bus(message), processor.handle(&event)))
+                    })
+                    .collect();
+                coldplug_order(&mut works, &module_dir);
+                for (_, work) in works {
+                    deliver(work, Origin::Scan)?;
                 }
                 Ok(())
             };
@@ -306,7 +309,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                         }
                         last_seqnum = seqnum.or(last_seqnum);
                         let work = processor.handle(&event);
-                        deliver(work)?;
+                        deliver(work, Origin::Event)?;
                         if let Some(r) = &rebroadcaster {
                             pass_on(r, &event, raw, &udev_control);
                         }
@@ -334,7 +337,6 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
         }
         sd_notify("STOPPING=1");
-        drop(to_pool);
         Ok(())
     });
     result?;

@@ -160,23 +160,26 @@ pub fn uevent_files(root: &Path) -> Vec<std::path::PathBuf> {
 /// in, and some of it only after a delay (usb-storage waits a second before it scans), so
 /// starting those drivers first shortens the whole coldplug.
 pub fn controllers_first(messages: &mut [Vec<u8>]) {
-    fn opens_a_bus(message: &[u8]) -> bool {
-        let Some(at) = memchr::memmem::find(message, b"MODALIAS=pci:") else {
-            return false;
-        };
-        let modalias = &message[at + 9..];
-        let modalias = &modalias[..memchr::memchr(0, modalias).unwrap_or(modalias.len())];
-        // pci:v...d...sv...sd...bcXXscYYiZZ
-        match memchr::memmem::find(modalias, b"bc") {
-            Some(i) => {
-                let class = &modalias[i + 2..];
-                class.starts_with(b"01") || class.starts_with(b"0Csc03")
-            }
-            None => false,
-        }
-    }
     // A stable sort keeps the scan order (parents before children) within each group.
     messages.sort_by_key(|m| !opens_a_bus(m));
+}
+
+/// Whether a scanned device's message is a USB host or storage controller's (see
+/// [`controllers_first`]).
+pub fn opens_a_bus(message: &[u8]) -> bool {
+    let Some(at) = memchr::memmem::find(message, b"MODALIAS=pci:") else {
+        return false;
+    };
+    let modalias = &message[at + 9..];
+    let modalias = &modalias[..memchr::memchr(0, modalias).unwrap_or(modalias.len())];
+    // pci:v...d...sv...sd...bcXXscYYiZZ
+    match memchr::memmem::find(modalias, b"bc") {
+        Some(i) => {
+            let class = &modalias[i + 2..];
+            class.starts_with(b"01") || class.starts_with(b"0Csc03")
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
