@@ -4,7 +4,10 @@
 //! - `run`: `modaliasd run --coldplug` in the background, `modaliasd settle`;
 //! - `coldplug`: `modaliasd coldplug` (triggers add events, as udevadm trigger);
 //! - `scan`: `modaliasd coldplug --scan` (reads sysfs, triggers nothing);
-//! - `udevd`: Debian's systemd-udevd, `udevadm trigger --type=all --action=add`, `udevadm settle`.
+//! - `udevd`: Debian's systemd-udevd, `udevadm trigger --type=all --action=add`, `udevadm settle`;
+//! - `oracle`: not a coldplug but a bound for one: the modules udevd's first boot
+//!   ended with, all named at once to one `modaliasd load` (no discovery, no device to wait
+//!   for), which shows how much of the time is the kernel's work on these modules.
 //!
 //! Two times per boot, both from /init's clock (/proc/uptime, 10 ms steps) and both counted from
 //! the moment the method is started: when it said coldplug was done, and when the last module
@@ -24,7 +27,7 @@ mod machine;
 
 use machine::Image;
 
-const METHODS: &[&str] = &["run", "coldplug", "scan", "udevd"];
+const METHODS: &[&str] = &["run", "coldplug", "scan", "udevd", "oracle"];
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -51,10 +54,15 @@ fn main() {
     let mut done: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
     let mut last: Vec<Vec<f64>> = vec![Vec::new(); METHODS.len()];
     let mut sets: Vec<Option<Vec<String>>> = vec![None; METHODS.len()];
+    let udevd = METHODS.iter().position(|m| *m == "udevd").unwrap();
     // Methods take turns, so that a slow phase of the machine hits them all alike.
     for boot in 0..boots {
         for (m, method) in METHODS.iter().enumerate() {
-            let r = image.boot(method, false, cpus);
+            let extra = match (*method, &sets[udevd]) {
+                ("oracle", Some(modules)) => format!("vmmodules={}", modules.join(",")),
+                _ => String::new(),
+            };
+            let r = image.boot_with(method, false, cpus, &extra);
             assert!(
                 r.ended && r.errors.is_empty(),
                 "{method}: {:?}; qemu: {}\n{}",
@@ -80,7 +88,6 @@ fn main() {
             }
         }
     }
-    let udevd = METHODS.iter().position(|m| *m == "udevd").unwrap();
     let reference = median(last[udevd].clone());
     println!(
         "\n{boots} boots per method, {cpus} virtual CPU(s), qemu -accel tcg; medians in seconds"

@@ -110,13 +110,18 @@ impl Image {
     /// Boots with `vmtest=MODE` on `cpus` virtual CPUs and returns what /init reported. With
     /// `hotplug`, the NIC is added once /init says it is ready for it.
     pub fn boot(&self, mode: &str, hotplug: bool, cpus: u32) -> Report {
+        self.boot_with(mode, hotplug, cpus, "")
+    }
+
+    /// [`Image::boot`] with more kernel command line (`vmmodules=...` for `vmtest=oracle`).
+    pub fn boot_with(&self, mode: &str, hotplug: bool, cpus: u32, extra: &str) -> Report {
         let monitor = self
             .dir
             .path()
             .join(format!("monitor-{mode}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&monitor);
         let append = format!(
-            "console=ttyS0 loglevel=1 panic=-1 {CMDLINE_OPTION} vmtest={mode} vmhotplug={}",
+            "console=ttyS0 loglevel=1 panic=-1 {CMDLINE_OPTION} vmtest={mode} vmhotplug={} {extra}",
             hotplug as u8
         );
         let mut child = Command::new("qemu-system-x86_64")
