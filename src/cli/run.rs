@@ -132,7 +132,12 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     } else {
         None
     };
+    let started = Instant::now();
     let mut setup = Setup::load(&common.tree, common.config.clone())?;
+    tracing::debug!(
+        "setup (index, modules, configuration, rules) in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     mark_settled(&setup.root, false);
     release_free_memory();
     let stdout = std::io::stdout();
@@ -196,14 +201,25 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let rescan = |processor: &mut Processor,
                           deliver: &mut dyn FnMut(Work, Origin) -> Result<(), String>|
              -> Result<(), String> {
-                let mut works: Vec<(bool, Work)> = sysfs::scan(&root)
+                let scanning = Instant::now();
+                let messages = sysfs::scan(&root);
+                let scanned = scanning.elapsed();
+                let mut works: Vec<(bool, Work)> = messages
                     .iter()
                     .filter_map(|message| {
                         let event = Event::parse(message).ok()?;
                         Some((sysfs::opens_a_bus(message), processor.handle(&event)))
                     })
                     .collect();
+                let planned = scanning.elapsed();
                 coldplug_order(&mut works, &module_dir);
+                tracing::debug!(
+                    "scanned {} devices in {:.1} ms, planned in {:.1} ms, ordered in {:.1} ms",
+                    messages.len(),
+                    scanned.as_secs_f64() * 1e3,
+                    (planned - scanned).as_secs_f64() * 1e3,
+                    (scanning.elapsed() - planned).as_secs_f64() * 1e3
+                );
                 for (_, work) in works {
                     deliver(work, Origin::Scan)?;
                 }
