@@ -228,6 +228,12 @@ enum SubstringSearcher {
     /// the cost of an overlapping search.
     Packed(aho_corasick::packed::Searcher),
     Automaton(aho_corasick::AhoCorasick),
+    /// Strings that all begin with the same two bytes or more (`bc01sc01i`, `bc0Csc03i30`, the
+    /// class tails of the `pci:v*` patterns): find that prefix, rare in a key, and compare the
+    /// strings only where it occurs.
+    Prefixed {
+        prefix: memchr::memmem::Finder<'static>,
+    },
     /// A few strings are found faster one memmem at a time.
     Each(Vec<memchr::memmem::Finder<'static>>),
 }
@@ -253,6 +259,23 @@ impl ContainsSet {
                 if let Some(packed) = builder.build() {
                     return SubstringSearcher::Packed(packed);
                 }
+            }
+            let common =
+                strings
+                    .iter()
+                    .skip(1)
+                    .fold(strings.first().map_or(0, |s| s.len()), |n, s| {
+                        n.min(
+                            s.iter()
+                                .zip(&strings[0])
+                                .take_while(|(a, b)| a == b)
+                                .count(),
+                        )
+                    });
+            if strings.len() >= 2 && common >= 2 {
+                return SubstringSearcher::Prefixed {
+                    prefix: memchr::memmem::Finder::new(&strings[0][..common]).into_owned(),
+                };
             }
             if strings.len() >= 4 {
                 // The strings mostly start with the same byte (`0` of `0081`), so a start-byte
@@ -932,6 +955,23 @@ impl Automaton {
                     report(m.pattern().as_usize(), m.start(), out);
                 }
             }
+            SubstringSearcher::Prefixed { prefix } => {
+                // Every occurrence of a string starts with an occurrence of the prefix. One
+                // byte on after each, not past it: occurrences may overlap (`aa` in `aaa`).
+                let mut at = 0;
+                while let Some(found) = prefix.find(&hay[at..]) {
+                    let start = at + found;
+                    if start >= end - pos {
+                        break;
+                    }
+                    for (i, s) in set.strings.iter().enumerate() {
+                        if hay[start..].starts_with(s) {
+                            report(i, start, out);
+                        }
+                    }
+                    at = start + 1;
+                }
+            }
             SubstringSearcher::Each(finders) => {
                 for (i, finder) in finders.iter().enumerate() {
                     if let Some(start) = finder.find(hay) {
@@ -1186,6 +1226,20 @@ mod tests {
         assert_eq!(a.contains.len(), 1);
         assert_eq!(matches(&a, "cpu:f:,0000,0001,0004,"), [0, 3, 4]);
         assert_eq!(matches(&a, "cpu:f:,0002"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn contains_strings_with_a_common_prefix_that_overlaps_itself() {
+        let a = compile(&["x:*aab*", "x:*aabb*", "x:*aac*", "y*"]);
+        assert_eq!(a.contains.len(), 1);
+        assert_eq!(matches(&a, "x:aaab"), [0]);
+        assert_eq!(matches(&a, "x:aaaabb"), [0, 1]);
+        assert_eq!(matches(&a, "x:aaac-aab"), [0, 2]);
+        assert_eq!(matches(&a, "x:aa"), Vec::<u32>::new());
+        assert!(matches!(
+            a.contains[0].searcher(),
+            SubstringSearcher::Prefixed { .. }
+        ));
     }
 
     #[test]
