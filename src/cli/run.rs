@@ -7,8 +7,8 @@ use crate::daemon::activation;
 use crate::daemon::queue::{CloseOnDrop, Origin, WorkQueue};
 use crate::daemon::signals::{self, Signal, Signals};
 use crate::daemon::{
-    DryRun, Processor, Work, bus_scan_delay, coldplug_order, mark_settled, sd_notify,
-    spawn_program, sysfs,
+    DryRun, Processor, Work, bus_scan_delay, coldplug_order, coldplug_settled, is_storage_bind,
+    mark_settled, sd_notify, spawn_program, sysfs,
 };
 use crate::loader::Loader;
 use crate::loader::kernel::LinuxKernel;
@@ -28,6 +28,8 @@ const COLDPLUG_POLL: Duration = Duration::from_millis(20);
 struct ColdplugWait {
     started: Instant,
     last_event: Instant,
+    /// The latest usb-storage bind (see `coldplug_settled`).
+    storage_bind: Option<Instant>,
 }
 
 fn help() -> String {
@@ -232,6 +234,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     coldplug_wait = Some(ColdplugWait {
                         started: now,
                         last_event: now,
+                        storage_bind: None,
                     });
                 } else {
                     mark_settled(&setup.root, true);
@@ -243,8 +246,13 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             let next = loop {
                 if let Some(wait) = &coldplug_wait {
                     let timed_out = wait.started.elapsed() >= coldplug_timeout;
-                    let quiet_now = in_pool.load(Ordering::SeqCst) == 0
-                        && wait.last_event.elapsed() >= quiet + bus_scan_delay(&setup.root);
+                    let quiet_now = coldplug_settled(
+                        in_pool.load(Ordering::SeqCst) != 0,
+                        wait.last_event.elapsed(),
+                        wait.storage_bind.map(|t| t.elapsed()),
+                        quiet,
+                        bus_scan_delay(&setup.root),
+                    );
                     if timed_out || quiet_now {
                         if timed_out {
                             tracing::warn!(
@@ -314,6 +322,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     Received::Event(event, raw) => {
                         if let Some(wait) = coldplug_wait.as_mut() {
                             wait.last_event = Instant::now();
+                            if is_storage_bind(&event) {
+                                wait.storage_bind = Some(wait.last_event);
+                            }
                         }
                         let seqnum = event
                             .get(b"SEQNUM")

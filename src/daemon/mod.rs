@@ -270,6 +270,31 @@ pub fn bus_scan_delay(root: &std::path::Path) -> std::time::Duration {
     .unwrap_or_default()
 }
 
+/// Whether coldplug is complete: no load under way, no event for `quiet`, and no USB disk
+/// still due. usb-storage scans a disk `delay` ([`bus_scan_delay`]) after it binds it, so the
+/// disk's events come at least that long after the bind: with the latest bind seen
+/// (`since_storage_bind`), coldplug waits until `delay + quiet` after it. The kernel announces
+/// binds since 4.14; without one seen (an older kernel, or usb-storage bound before the daemon
+/// started) it waits `quiet + delay` after the last event instead, which is never sooner.
+pub fn coldplug_settled(
+    busy: bool,
+    since_event: std::time::Duration,
+    since_storage_bind: Option<std::time::Duration>,
+    quiet: std::time::Duration,
+    delay: std::time::Duration,
+) -> bool {
+    let disks_scanned = match since_storage_bind {
+        Some(bind) => bind >= delay + quiet,
+        None => since_event >= quiet + delay,
+    };
+    !busy && since_event >= quiet && disks_scanned
+}
+
+/// Whether an event says usb-storage took a device (whose disk it scans only after a delay).
+pub fn is_storage_bind(event: &crate::uevent::Event) -> bool {
+    event.get(b"ACTION") == Some(&b"bind"[..]) && event.get(b"DRIVER") == Some(&b"usb-storage"[..])
+}
+
 /// Marks coldplug complete (or, with `done == false`, not yet: removes a stale marker).
 pub fn mark_settled(root: &std::path::Path, done: bool) {
     let marker = settled_marker(root);
@@ -310,6 +335,60 @@ mod tests {
             plans: vec![plan],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn coldplug_waits_for_the_usb_disk_from_its_bind_or_else_from_the_last_event() {
+        use super::coldplug_settled;
+        let ms = Duration::from_millis;
+        let (quiet, delay) = (ms(500), ms(1000));
+        // Nothing of usb-storage: the quiet period after the last event, once nothing loads.
+        assert!(coldplug_settled(
+            false,
+            ms(500),
+            None,
+            quiet,
+            Duration::ZERO
+        ));
+        assert!(!coldplug_settled(
+            true,
+            ms(900),
+            None,
+            quiet,
+            Duration::ZERO
+        ));
+        assert!(!coldplug_settled(
+            false,
+            ms(499),
+            None,
+            quiet,
+            Duration::ZERO
+        ));
+        // usb-storage in, no bind seen: quiet + delay after the last event.
+        assert!(!coldplug_settled(false, ms(1400), None, quiet, delay));
+        assert!(coldplug_settled(false, ms(1500), None, quiet, delay));
+        // A bind seen: delay + quiet after the bind, and quiet after the last event.
+        assert!(!coldplug_settled(
+            false,
+            ms(600),
+            Some(ms(1400)),
+            quiet,
+            delay
+        ));
+        assert!(coldplug_settled(
+            false,
+            ms(600),
+            Some(ms(1500)),
+            quiet,
+            delay
+        ));
+        assert!(!coldplug_settled(
+            false,
+            ms(400),
+            Some(ms(3000)),
+            quiet,
+            delay
+        ));
     }
 
     #[test]
