@@ -59,10 +59,33 @@ pub struct SourceStamp {
     pub name: String,
     pub len: u64,
     pub mtime_ns: i128,
-    /// [`fingerprint`] of the contents: initramfs archives (cpio keeps whole seconds) and
-    /// reproducible builds (one fixed time for every file) change the times of files whose
+    /// [`source_fingerprint`] of the contents: initramfs archives (cpio keeps whole seconds)
+    /// and reproducible builds (one fixed time for every file) change the times of files whose
     /// contents are the same.
     pub fingerprint: u64,
+}
+
+/// The fingerprint recorded for source file `name`: [`fingerprint`] of what the compiled
+/// index depends on. For `modules.dep` that is the module names in order, not the paths:
+/// initramfs-tools decompresses the modules it copied and runs depmod again after its hooks,
+/// which turns `kernel/.../e1000.ko.xz` into `kernel/.../e1000.ko` and changes nothing the
+/// index holds. (The dependencies are read from `modules.dep` itself when plans are made.)
+pub fn source_fingerprint(name: &str, data: &[u8]) -> u64 {
+    if name != "modules.dep" {
+        return fingerprint(data);
+    }
+    let mut names = Vec::with_capacity(data.len() / 4);
+    for line in data.split(|&b| b == b'\n') {
+        let path = &line[..memchr::memchr(b':', line).unwrap_or(line.len())];
+        if path.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        names.extend_from_slice(
+            crate::names::modname_from_path(&String::from_utf8_lossy(path)).as_bytes(),
+        );
+        names.push(b'\n');
+    }
+    fingerprint(&names)
 }
 
 /// A fast hash of a file's contents, to tell whether a file whose time changed still holds
@@ -437,7 +460,7 @@ fn stamp(name: &str, meta: &std::fs::Metadata, data: &[u8]) -> SourceStamp {
         name: name.to_owned(),
         len: meta.len(),
         mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-        fingerprint: fingerprint(data),
+        fingerprint: source_fingerprint(name, data),
     }
 }
 

@@ -5,7 +5,9 @@
 //! compiled from with their sizes, modification times and content fingerprints;
 //! [`load_or_build`] rebuilds when any of them changed, which is what happens after every
 //! `depmod`. A file whose time changed but whose contents did not (an initramfs: cpio keeps
-//! whole seconds) is read once to compare fingerprints, which costs far less than compiling.
+//! whole seconds), or a `modules.dep` whose paths changed but not its modules (initramfs-tools
+//! decompresses the modules it copied), is read once to compare fingerprints, which costs far
+//! less than compiling.
 //!
 //! Layout: `MAGIC`, u32 format version, u32 byte-order marker, the source stamps, then each
 //! section as a u64 element count followed by the elements; the automaton's section starts at
@@ -18,7 +20,7 @@
 
 use super::{Entry, Resolver, SymbolEntry};
 use crate::error::{Error, Result};
-use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp, fingerprint};
+use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp, source_fingerprint};
 use crate::matcher::automaton::{ContainsSet, Mapping, Stored};
 use crate::matcher::pattern::ByteSet;
 use crate::matcher::pci::{FieldPattern, Slot};
@@ -381,20 +383,24 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Whether the file a stamp describes still holds what it held: the same size and time, or,
-/// when only the time differs, the same contents.
+/// Whether the file a stamp describes still holds what the index depends on: the same size
+/// and time, or else the same fingerprint ([`source_fingerprint`]: the same contents, or for
+/// `modules.dep` the same modules, whose paths may have changed).
 fn unchanged(dir: &Path, stamp: &SourceStamp) -> bool {
     use std::os::unix::fs::MetadataExt;
     let path = dir.join(&stamp.name);
     let Ok(meta) = std::fs::metadata(&path) else {
         return false;
     };
-    if meta.len() != stamp.len {
+    let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    if meta.len() == stamp.len && mtime_ns == stamp.mtime_ns {
+        return true;
+    }
+    if meta.len() != stamp.len && stamp.name != "modules.dep" {
         return false;
     }
-    let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-    mtime_ns == stamp.mtime_ns
-        || std::fs::read(&path).is_ok_and(|data| fingerprint(&data) == stamp.fingerprint)
+    std::fs::read(&path)
+        .is_ok_and(|data| source_fingerprint(&stamp.name, &data) == stamp.fingerprint)
 }
 
 /// Whether `stamps` still describe the files in `dir`: the same files with the same contents

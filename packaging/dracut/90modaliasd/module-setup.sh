@@ -17,8 +17,11 @@ install() {
     inst_dir /etc/modaliasd/rules.d
     inst_multiple -o /etc/modaliasd/rules.d/*.rules /usr/lib/modaliasd/rules.d/*.rules
     inst_multiple -o /etc/modprobe.d/*.conf /usr/lib/modprobe.d/*.conf /lib/modprobe.d/*.conf
-    # The compiled alias index, built for the initramfs's own module directory.
-    modaliasd -q compile --root "$initdir" --kver "$kernel" \
+    # The compiled alias index, built for the initramfs's own module directory. dracut runs
+    # depmod only after every module's install(), so run it here first; should a later dracut
+    # module add kernel modules, the index is stale and the daemon compiles it at boot.
+    depmod -a -b "$initdir" "$kernel" \
+        && modaliasd -q compile --root "$initdir" --kver "$kernel" \
         || dwarn "modaliasd: could not compile the index; it will be built at boot"
     inst_hook pre-udev 10 "$moddir/modaliasd-coldplug.sh"
     inst_hook cleanup 90 "$moddir/modaliasd-stop.sh"
