@@ -52,17 +52,10 @@ pub fn longest_chain(work: &Work, module_dir: &std::path::Path) -> u64 {
 /// insertions ([`longest_chain`]), so that the last module of coldplug is not one whose chain
 /// started late. Ties keep the scan order.
 pub fn coldplug_order(works: &mut [(bool, Work)], module_dir: &std::path::Path) {
-    let mut keyed: Vec<(bool, u64, usize)> = works
-        .iter()
-        .enumerate()
-        .map(|(i, (first, w))| (*first, longest_chain(w, module_dir), i))
-        .collect();
-    keyed.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-    let mut taken: Vec<Option<(bool, Work)>> =
-        works.iter_mut().map(|w| Some(std::mem::take(w))).collect();
-    for (slot, (_, _, i)) in works.iter_mut().zip(keyed) {
-        *slot = taken[i].take().unwrap_or_default();
-    }
+    // Stable, and each chain weighed once (it reads file sizes).
+    works.sort_by_cached_key(|(first, work)| {
+        (!*first, std::cmp::Reverse(longest_chain(work, module_dir)))
+    });
 }
 
 /// A program a rule asked to run, with the event's variables as its environment.
@@ -402,18 +395,20 @@ mod tests {
         let wide = work(vec![step("a", &[]), step("c", &[]), step("b", &["a"])]);
         assert_eq!(longest_chain(&wide, &dir), 400);
         let mut works = vec![
+            (false, work(vec![step("missing", &[])])),
             (false, work(vec![step("c", &[])])),
             (false, wide),
             (true, work(vec![step("hc", &[])])),
             (false, work(vec![step("big", &[])])),
-            (false, work(vec![step("missing", &[])])),
+            (false, work(vec![step("gone", &[])])),
         ];
         coldplug_order(&mut works, &dir);
         let first: Vec<&str> = works
             .iter()
             .map(|(_, w)| w.plans[0][0].module.as_str())
             .collect();
-        assert_eq!(first, ["hc", "big", "a", "c", "missing"]);
+        // Ties (two missing files) keep the scan order.
+        assert_eq!(first, ["hc", "big", "a", "c", "missing", "gone"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
