@@ -80,9 +80,11 @@ pub fn source_fingerprint(name: &str, data: &[u8]) -> u64 {
         if path.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        names.extend_from_slice(
-            crate::names::modname_from_path(&String::from_utf8_lossy(path)).as_bytes(),
-        );
+        // The module name as `modname_from_path` has it: the file name up to its first `.`,
+        // dashes as underscores; byte by byte, as this runs at every start in an initramfs.
+        let file = &path[memchr::memrchr(b'/', path).map_or(0, |i| i + 1)..];
+        let name = &file[..memchr::memchr(b'.', file).unwrap_or(file.len())];
+        names.extend(name.iter().map(|&b| if b == b'-' { b'_' } else { b }));
         names.push(b'\n');
     }
     fingerprint(&names)
