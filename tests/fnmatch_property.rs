@@ -173,3 +173,126 @@ fn glob_is_libc_fnmatch() {
         }
     }
 }
+
+/// The kernel's PCI layout, for the patterns and keys of the next test.
+const PCI_LAYOUT: [(&[u8], usize); 7] = [
+    (b"pci:v", 8),
+    (b"d", 8),
+    (b"sv", 8),
+    (b"sd", 8),
+    (b"bc", 2),
+    (b"sc", 2),
+    (b"i", 2),
+];
+
+/// Sets of PCI patterns, most in depmod's field layout (answered by field comparison for keys
+/// in the kernel's layout) and some not (a `?`, a lower-case digit, a missing separator, `pc*`,
+/// `*`), on keys in the kernel's layout and one byte away from it.
+#[test]
+fn pci_patterns_agree_with_libc() {
+    let mut rng = Rng(0x9C1_F1E1D);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    // Few digit values, so that fields often agree.
+    const DIGITS: &[u8] = b"08F";
+    for _ in 0..300 {
+        let count = 1 + rng.below(40);
+        let patterns: Vec<Vec<u8>> = (0..count)
+            .map(|_| {
+                let mut p = Vec::new();
+                for &(sep, width) in &PCI_LAYOUT {
+                    p.extend_from_slice(sep);
+                    let digits = match rng.below(4) {
+                        0 => 0,
+                        1 => width,
+                        _ => rng.below(width + 1),
+                    };
+                    p.extend((0..digits).map(|_| rng.pick(DIGITS)));
+                    if digits < width || rng.below(3) == 0 {
+                        p.push(b'*');
+                    }
+                }
+                match rng.below(12) {
+                    0 => {
+                        let at = 5 + rng.below(p.len() - 5);
+                        p[at] = rng.pick(b"?f*d");
+                    }
+                    1 => p = b"pc*".to_vec(),
+                    2 => p = b"*".to_vec(),
+                    3 => {
+                        let at = 5 + rng.below(p.len() - 5);
+                        p.remove(at);
+                    }
+                    _ => {}
+                }
+                p
+            })
+            .collect();
+        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        for _ in 0..40 {
+            let mut s = Vec::new();
+            for &(sep, width) in &PCI_LAYOUT {
+                s.extend_from_slice(sep);
+                s.extend((0..width).map(|_| rng.pick(DIGITS)));
+            }
+            match rng.below(4) {
+                0 => {
+                    let at = rng.below(s.len());
+                    s[at] = rng.pick(b"08Ffd:sv*");
+                }
+                1 => {
+                    s.remove(rng.below(s.len()));
+                }
+                2 => s.insert(rng.below(s.len()), rng.pick(b"08Fsd")),
+                _ => {}
+            }
+            out.clear();
+            set.find(&s, &mut scratch, &mut out);
+            out.sort_unstable();
+            out.dedup();
+            let expected: Vec<u32> = (0..patterns.len() as u32)
+                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
+                .collect();
+            assert_eq!(
+                out,
+                expected,
+                "string {:?} in {:?}",
+                show(&s),
+                patterns.iter().map(|p| show(p)).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// Contains-sets whose strings all share a prefix (found through that prefix), the prefix
+/// overlapping itself in the key.
+#[test]
+fn contains_strings_with_a_shared_prefix_agree_with_libc() {
+    let mut rng = Rng(0x5EED_0A0A);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    for _ in 0..400 {
+        let count = 2 + rng.below(12);
+        let patterns: Vec<Vec<u8>> = (0..count)
+            .map(|_| {
+                let mut p = b"x:*aa".to_vec();
+                p.extend((0..rng.below(4)).map(|_| rng.pick(b"ab,")));
+                p.push(b'*');
+                p
+            })
+            .collect();
+        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        for _ in 0..50 {
+            let mut s = b"x:".to_vec();
+            s.extend((0..rng.below(60)).map(|_| rng.pick(b"aab,")));
+            out.clear();
+            set.find(&s, &mut scratch, &mut out);
+            out.sort_unstable();
+            out.dedup();
+            let expected: Vec<u32> = (0..patterns.len() as u32)
+                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
+                .collect();
+            assert_eq!(out, expected, "string {:?}", show(&s));
+        }
+    }
+}
