@@ -53,11 +53,13 @@ says why.
 
 Coldplug is complete when the drivers for the devices present at start are loaded and then no
 event has come for the quiet period while no load was under way (devices behind a freshly
-loaded driver, such as USB devices behind a host controller, come as events in that time;
-once usb-storage is loaded the period grows by its delay_use, after which it scans USB disks),
-or at the latest after --coldplug-timeout. Then, and not before, READY=1 goes to systemd
-(Type=notify) and ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle'. When
-not asked to coldplug, the daemon does both as soon as it listens.
+loaded driver, such as USB devices behind a host controller, come as events in that time),
+and every USB disk usb-storage took has had its delay_use (it scans the disk only then) and a
+quiet period after the bind (on kernels that announce no binds: delay_use more after the last
+event while usb-storage is loaded), or at the latest after --coldplug-timeout. Then, and not
+before, READY=1 goes to systemd (Type=notify) and ROOT/run/modaliasd/coldplug-done is written
+for 'modaliasd settle'. When not asked to coldplug, the daemon does both as soon as it
+listens. Devices found during coldplug are loaded before what is left of the start's scan.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
