@@ -11,3 +11,4 @@ $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-d
     qemu-system-x86 busybox-static cpio libacl1 libblkid1 libcap2 libselinux1 libkmod2
 "$(dirname "$0")/fixtures/kernels.sh"
 "$(dirname "$0")/fixtures/udev.sh"
+"$(dirname "$0")/fixtures/initramfs-tools.sh"

@@ -1,0 +1,146 @@
+//! The initramfs-tools hook inside Debian's real mkinitramfs: the image it builds holds the
+//! binary, the boot scripts and an index that the daemon finds fresh.
+//!
+//! mkinitramfs reads /usr/share/initramfs-tools, /lib/modules/KVER and /boot/config-KVER and
+//! runs the hook, which runs /usr/sbin/modaliasd. None of these is installed here: in a private
+//! mount namespace (`unshare -m`, needs root as CI has), the unpacked initramfs-tools and klibc
+//! (tests/fixtures/initramfs-tools.sh) and this build's binary are laid over /usr, and the
+//! fixture kernel's modules and config are mounted where mkinitramfs looks for them.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use support::{TempDir, kernel_tree};
+
+fn fixture() -> std::path::PathBuf {
+    let dir = support::fixture_cache()
+        .parent()
+        .unwrap()
+        .join("initramfs-tools");
+    assert!(
+        dir.join("usr/sbin/mkinitramfs").exists(),
+        "{} is missing: run tests/fixtures/initramfs-tools.sh (tests/deps.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn copy_executable(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
+}
+
+#[test]
+fn mkinitramfs_with_the_hook_builds_an_image_whose_index_is_fresh() {
+    let tree = kernel_tree("6.12");
+    let kver = &tree.kver;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packaging = manifest.join("packaging/initramfs-tools");
+    let tmp = TempDir::new("mkinitramfs");
+
+    // What is laid over /usr: this build as /usr/sbin/modaliasd, and an empty directory to
+    // mount the fixture's modules on.
+    let over = tmp.path().join("over/usr");
+    copy_executable(
+        Path::new(env!("CARGO_BIN_EXE_modaliasd")),
+        &over.join("sbin/modaliasd"),
+    );
+    std::fs::create_dir_all(over.join("lib/modules").join(kver)).unwrap();
+
+    // The configuration directory (-d): a few modules, our hook and boot scripts.
+    let conf = tmp.path().join("conf");
+    for (from, to) in [
+        ("hooks/modaliasd", "hooks/modaliasd"),
+        ("scripts/init-top/modaliasd", "scripts/init-top/modaliasd"),
+        (
+            "scripts/init-bottom/modaliasd",
+            "scripts/init-bottom/modaliasd",
+        ),
+    ] {
+        copy_executable(&packaging.join(from), &conf.join(to));
+    }
+    std::fs::create_dir_all(conf.join("conf.d")).unwrap();
+    std::fs::write(
+        conf.join("initramfs.conf"),
+        "MODULES=list\nBUSYBOX=y\nCOMPRESS=gzip\n",
+    )
+    .unwrap();
+    std::fs::write(conf.join("modules"), "e1000\nahci\nusb-storage\n").unwrap();
+
+    let image = tmp.path().join("initrd.img");
+    let script = format!(
+        "set -e
+mount -t overlay overlay -o lowerdir={over}:{fixture}/usr:/usr /usr
+mount --bind {modules} /usr/lib/modules/{kver}
+mount --bind {boot} /boot
+mkinitramfs -d {conf} -o {image} {kver}",
+        over = over.display(),
+        fixture = fixture().display(),
+        modules = tree.module_dir().display(),
+        boot = tree.root.join("boot").display(),
+        conf = conf.display(),
+        image = image.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("run unshare (util-linux)");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mkinitramfs (needs root): {log}");
+    assert!(!log.contains("modaliasd"), "the hook complained: {log}");
+
+    // Unpacked as the kernel does (gzip, cpio).
+    let root = tmp.path().join("image");
+    std::fs::create_dir_all(&root).unwrap();
+    let unpack = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zcat {} | cpio -id --quiet", image.display()))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "{unpack:?}");
+
+    assert!(
+        root.join("usr/sbin/modaliasd").exists(),
+        "no binary in the image"
+    );
+    for stage in ["init-top", "init-bottom"] {
+        let order = std::fs::read_to_string(root.join("scripts").join(stage).join("ORDER"))
+            .unwrap_or_default();
+        assert!(
+            order.contains(&format!("/scripts/{stage}/modaliasd")),
+            "{stage} does not run modaliasd: {order}"
+        );
+    }
+    let dir = root.join("usr/lib/modules").join(kver);
+    assert!(
+        dir.join("modaliasd.index").exists(),
+        "no index in the image"
+    );
+    let dep = std::fs::read_to_string(dir.join("modules.dep")).unwrap();
+    assert!(
+        dep.contains("e1000.ko:") && !dep.contains(".ko.xz"),
+        "mkinitramfs did not decompress the modules as expected: {dep}"
+    );
+
+    // The daemon's view at boot: the saved index, fresh, answering for the copied modules.
+    let out = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["-v", "resolve", "--root"])
+        .arg(&root)
+        .args([
+            "--kver",
+            kver,
+            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
+            "usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00",
+        ])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n\
+         usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00\tusb_storage\n"
+    );
+    assert!(log.contains("resolver: saved index"), "{log}");
+}
