@@ -1,5 +1,6 @@
 //! The initramfs-tools hook inside Debian's real mkinitramfs: the image it builds holds the
-//! binary, the boot scripts and an index that the daemon finds fresh.
+//! binary, the boot scripts and an index that the daemon finds fresh, and booted under qemu its
+//! /init starts the daemon, which loads the drivers of the devices present.
 //!
 //! mkinitramfs reads /usr/share/initramfs-tools, /lib/modules/KVER and /boot/config-KVER and
 //! runs the hook, which runs /usr/sbin/modaliasd. None of these is installed here: in a private
@@ -8,6 +9,9 @@
 //! fixture kernel's modules and config are mounted where mkinitramfs looks for them.
 
 mod support;
+
+#[path = "vm/machine.rs"]
+mod machine;
 
 use std::path::Path;
 use std::process::Command;
@@ -32,7 +36,7 @@ fn copy_executable(from: &Path, to: &Path) {
 }
 
 #[test]
-fn mkinitramfs_with_the_hook_builds_an_image_whose_index_is_fresh() {
+fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
     let tree = kernel_tree("6.12");
     let kver = &tree.kver;
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -66,7 +70,41 @@ fn mkinitramfs_with_the_hook_builds_an_image_whose_index_is_fresh() {
         "MODULES=list\nBUSYBOX=y\nCOMPRESS=gzip\n",
     )
     .unwrap();
-    std::fs::write(conf.join("modules"), "e1000\nahci\nusb-storage\n").unwrap();
+    // The modules go in through a hook of the test's own, not through the `modules` list,
+    // which initramfs-tools' /init would load by itself: only the daemon loads them. It runs
+    // before ours (hooks run in name order); a module added after ours makes the index stale,
+    // which tests/initramfs_index.rs covers.
+    std::fs::write(conf.join("modules"), "").unwrap();
+    std::fs::write(
+        conf.join("hooks/00-test-modules"),
+        r#"#!/bin/sh
+case "$1" in prereqs) echo; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules e1000 ahci usb-storage
+"#,
+    )
+    .unwrap();
+    // The test's own probe, after init-top: what the daemon loaded, then power off (there is
+    // no root file system to go on to).
+    let probe = conf.join("scripts/init-premount/zz-probe");
+    std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
+    std::fs::write(
+        &probe,
+        r#"#!/bin/sh
+case "$1" in prereqs) echo; exit 0 ;; esac
+echo
+echo "VMTEST modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
+[ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
+kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
+echo 'VMTEST end'
+poweroff -f
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for script in [probe, conf.join("hooks/00-test-modules")] {
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 
     let image = tmp.path().join("initrd.img");
     let script = format!(
@@ -143,4 +181,24 @@ mkinitramfs -d {conf} -o {image} {kver}",
          usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00\tusb_storage\n"
     );
     assert!(log.contains("resolver: saved index"), "{log}");
+
+    // Booted: initramfs-tools' /init runs the init-top script, the daemon loads the drivers of
+    // the devices whose modules the image holds (no USB host driver, so no USB disk), settle
+    // returns, and the daemon is still running when init-premount comes.
+    let r = machine::Image::from_initrd(&tree, &image).boot("mkinitramfs", false, 1);
+    assert!(
+        r.ended,
+        "the image's init did not reach the probe:\n{}",
+        r.console
+    );
+    for module in ["e1000", "ahci", "libahci", "libata"] {
+        assert!(
+            r.modules.iter().any(|m| m == module),
+            "{module} not loaded: {:?}\n{}",
+            r.modules,
+            r.console
+        );
+    }
+    assert_eq!(r.params.get("settled").map(String::as_str), Some("yes"));
+    assert_eq!(r.params.get("daemon").map(String::as_str), Some("running"));
 }

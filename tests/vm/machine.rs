@@ -107,6 +107,22 @@ impl Image {
         }
     }
 
+    /// An initramfs built elsewhere (by a real generator), booted on the same machine.
+    pub fn from_initrd(tree: &KernelTree, initrd: &Path) -> Image {
+        let dir = TempDir::new("vm");
+        let stick = dir.path().join("stick.img");
+        std::fs::File::create(&stick)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        Image {
+            kernel: tree.root.join(format!("boot/vmlinuz-{}", tree.kver)),
+            initrd: initrd.to_owned(),
+            stick,
+            dir,
+        }
+    }
+
     /// Boots with `vmtest=MODE` on `cpus` virtual CPUs and returns what /init reported. With
     /// `hotplug`, the NIC is added once /init says it is ready for it.
     pub fn boot(&self, mode: &str, hotplug: bool, cpus: u32) -> Report {
