@@ -55,7 +55,7 @@ fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
     // The configuration directory (-d): a few modules, our hook and boot scripts.
     let conf = tmp.path().join("conf");
     for (from, to) in [
-        ("hooks/modaliasd", "hooks/modaliasd"),
+        ("hooks/modaliasd", "hooks/zz-modaliasd"),
         ("scripts/init-top/modaliasd", "scripts/init-top/modaliasd"),
         (
             "scripts/init-bottom/modaliasd",
@@ -72,8 +72,8 @@ fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
     .unwrap();
     // The modules go in through a hook of the test's own, not through the `modules` list,
     // which initramfs-tools' /init would load by itself: only the daemon loads them. It runs
-    // before ours (hooks run in name order); a module added after ours makes the index stale,
-    // which tests/initramfs_index.rs covers.
+    // before ours, installed as zz-modaliasd as its header says (hooks run in name order); a
+    // module added after ours makes the index stale, which tests/initramfs_index.rs covers.
     std::fs::write(conf.join("modules"), "").unwrap();
     std::fs::write(
         conf.join("hooks/00-test-modules"),
