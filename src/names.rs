@@ -57,7 +57,17 @@ pub fn normalize_modname(name: &str) -> String {
 
 /// The module name of a path in `modules.dep`, `modules.builtin` or `modules.order`.
 pub fn modname_from_path(path: &str) -> String {
-    normalize_modname(path.rsplit('/').next().unwrap_or(path))
+    let name: Vec<u8> = modname_bytes(path.as_bytes()).collect();
+    // Cut at ASCII bytes and with one ASCII byte replaced by another: still UTF-8.
+    String::from_utf8(name).expect("a module name cut from UTF-8 at ASCII bytes")
+}
+
+/// [`modname_from_path`] byte by byte, without allocating: the file name up to its first `.`,
+/// dashes as underscores.
+pub fn modname_bytes(path: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let file = &path[memchr::memrchr(b'/', path).map_or(0, |i| i + 1)..];
+    let name = &file[..memchr::memchr(b'.', file).unwrap_or(file.len())];
+    name.iter().map(|&b| if b == b'-' { b'_' } else { b })
 }
 
 #[cfg(test)]

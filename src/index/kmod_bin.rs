@@ -32,13 +32,8 @@ pub struct Entry {
     pub priority: u32,
 }
 
-/// Every entry of the index at `path`, keys in byte order and, under one key, values in stored
-/// order.
-pub fn read_all(path: &Path) -> Result<Vec<Entry>> {
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(path, &data)
-}
-
+/// Every entry of the index `data` (read from `path`, named in errors), keys in byte order and,
+/// under one key, values in stored order.
 pub fn parse(path: &Path, data: &[u8]) -> Result<Vec<Entry>> {
     let r = Reader { path, data };
     if r.u32(0)? != MAGIC {

@@ -80,11 +80,8 @@ pub fn source_fingerprint(name: &str, data: &[u8]) -> u64 {
         if path.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        // The module name as `modname_from_path` has it: the file name up to its first `.`,
-        // dashes as underscores; byte by byte, as this runs at every start in an initramfs.
-        let file = &path[memchr::memrchr(b'/', path).map_or(0, |i| i + 1)..];
-        let name = &file[..memchr::memchr(b'.', file).unwrap_or(file.len())];
-        names.extend(name.iter().map(|&b| if b == b'-' { b'_' } else { b }));
+        // Without allocating per line: this runs at every start in an initramfs.
+        names.extend(crate::names::modname_bytes(path));
         names.push(b'\n');
     }
     fingerprint(&names)
@@ -119,8 +116,13 @@ pub struct ModuleTree {
     pub symbols: Vec<AliasEntry>,
     pub builtin: Vec<String>,
     pub builtin_aliases: Vec<AliasEntry>,
+    /// What the files read were, for a saved index compiled from them ([`ModuleTree::load`]
+    /// only: [`ModuleTree::load_modules`] leaves it empty rather than fingerprint files at
+    /// every start for nothing).
     pub sources: Vec<SourceStamp>,
     pub warnings: Vec<Warning>,
+    /// Whether reading records `sources`.
+    record_sources: bool,
 }
 
 /// The files [`ModuleTree::load`] may read, in the order it reads them.
@@ -167,6 +169,7 @@ impl ModuleTree {
     pub fn load(dir: &Path) -> Result<ModuleTree> {
         let mut tree = ModuleTree {
             dir: dir.to_owned(),
+            record_sources: true,
             ..Default::default()
         };
         tree.load_dep()?;
@@ -213,22 +216,18 @@ impl ModuleTree {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        self.sources.push(stamp(name, &meta, &data));
+        if self.record_sources {
+            self.sources.push(stamp(name, &meta, &data));
+        }
         Ok(Some(data))
     }
 
     /// Reads the binary index `name` if present, recording its stamp.
     fn read_bin(&mut self, name: &str) -> Result<Option<Vec<kmod_bin::Entry>>> {
-        let path = self.path(name);
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let entries = kmod_bin::read_all(&path)?;
-        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        self.sources.push(stamp(name, &meta, &data));
-        Ok(Some(entries))
+        match self.read_optional(name)? {
+            Some(data) => Ok(Some(kmod_bin::parse(&self.path(name), &data)?)),
+            None => Ok(None),
+        }
     }
 
     fn warn(&mut self, name: &str, line: u64, message: impl Into<String>) {
