@@ -79,16 +79,7 @@ impl PatternSet {
         let (mut pci_fields, mut pci_regular) = (Vec::new(), Vec::new());
         let mut pci_only = true;
         for (p, value) in patterns {
-            // The PCI layout has no backslash, so both syntaxes read it alike.
-            if let Some(fields) = pci::FieldPattern::parse(p, value) {
-                pci_fields.push(fields);
-                let tokens = p.iter().map(|&b| match b {
-                    b'*' => pattern::Token::Star,
-                    b => pattern::Token::Literal(b),
-                });
-                pci_regular.push((tokens.collect(), value));
-                continue;
-            }
+            let layout_fields = pci::FieldPattern::parse(p, value);
             let literal = match syntax {
                 Syntax::Fnmatch => 0,
                 Syntax::Libkmod => pattern::literal_prefix_len(p),
@@ -100,8 +91,14 @@ impl PatternSet {
                         .map(|&b| pattern::Token::Literal(b))
                         .collect();
                     t.extend(rest);
-                    pci_only &= !may_start_like(&t, pci::PREFIX);
-                    regular.push((t, value));
+                    if let Some(fields) = layout_fields {
+                        // The PCI layout has no backslash, so both syntaxes read it alike.
+                        pci_fields.push(fields);
+                        pci_regular.push((t, value));
+                    } else {
+                        pci_only &= !may_start_like(&t, pci::PREFIX);
+                        regular.push((t, value));
+                    }
                 }
                 pattern::Parsed::Irregular => {
                     pci_only = false;
