@@ -8,7 +8,7 @@ mod support;
 
 use modaliasd::index::ModuleTree;
 use modaliasd::modprobe::config::underscores;
-use modaliasd::modprobe::plan::{BlacklistMode, Outcome, Planner};
+use modaliasd::modprobe::plan::{BlacklistMode, Outcome, Planner, show_depends_lines};
 use modaliasd::modprobe::{Config, ConfigSources};
 use modaliasd::resolve::Resolver;
 use std::process::Command;
@@ -97,14 +97,7 @@ fn kernel_command_line_matches_modprobe() {
             .collect();
         let got: Vec<String> = match planner.plan(name, BlacklistMode::AliasOnly, "") {
             Outcome::NotFound => Vec::new(),
-            Outcome::Steps(steps) => {
-                let mut seen = std::collections::HashSet::new();
-                steps
-                    .iter()
-                    .filter_map(|s| s.show_depends_line(&target))
-                    .filter(|l| seen.insert(l.clone()))
-                    .collect()
-            }
+            Outcome::Steps(steps) => show_depends_lines(&steps, &target),
         };
         assert_eq!(got, want, "{name}");
     }

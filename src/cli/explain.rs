@@ -280,14 +280,7 @@ fn explain(setup: &Setup, planner: &Planner, input: &str) -> Result<Explained, S
     };
     let target = setup.target_dir();
     let plan = match planner.plan(&key, mode, "") {
-        Outcome::Steps(steps) => {
-            let mut seen = std::collections::HashSet::new();
-            steps
-                .iter()
-                .filter_map(|s| s.show_depends_line(&target))
-                .filter(|l| seen.insert(l.clone()))
-                .collect()
-        }
+        Outcome::Steps(steps) => crate::modprobe::plan::show_depends_lines(&steps, &target),
         Outcome::NotFound => Vec::new(),
     };
     Ok(Explained {

@@ -337,6 +337,16 @@ fn stays_inside(path: &str) -> bool {
     !path.starts_with('/') && !path.split('/').any(|c| c == "..")
 }
 
+/// What `modprobe --show-depends` prints for a plan: each step's line, each line once.
+pub fn show_depends_lines(steps: &[Step], module_dir: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    steps
+        .iter()
+        .filter_map(|s| s.show_depends_line(module_dir))
+        .filter(|l| seen.insert(l.clone()))
+        .collect()
+}
+
 impl Step {
     /// The line `modprobe --show-depends` prints, with `module_dir` as the module directory's
     /// path on the target system; `None` for a module it prints nothing for.
