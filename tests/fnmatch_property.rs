@@ -4,6 +4,11 @@
 //! byte) so that bracket corners, escapes and unterminated classes come up constantly. Every
 //! disagreement is reported with the pattern and string that show it.
 
+#[path = "support/corpus.rs"]
+mod corpus;
+mod support;
+
+use corpus::PCI_LAYOUT;
 use modaliasd::matcher::{PatternSet, Scratch, libc_fnmatch};
 
 struct Rng(u64);
@@ -41,6 +46,29 @@ fn show(b: &[u8]) -> String {
     b.escape_ascii().to_string()
 }
 
+/// A set compiled from `patterns`, each valued by its index.
+fn compile(patterns: &[Vec<u8>]) -> PatternSet {
+    PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)))
+}
+
+/// The indices of the patterns that match `s`: as the compiled set reports them (each once,
+/// sorted), and as libc's fnmatch says.
+fn both_answers(
+    set: &PatternSet,
+    patterns: &[Vec<u8>],
+    s: &[u8],
+    scratch: &mut Scratch,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut found = Vec::new();
+    set.find(s, scratch, &mut found);
+    found.sort_unstable();
+    found.dedup();
+    let expected = (0..patterns.len() as u32)
+        .filter(|&i| libc_fnmatch(&patterns[i as usize], s))
+        .collect();
+    (found, expected)
+}
+
 #[test]
 fn single_patterns_agree_with_libc() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -73,7 +101,6 @@ fn single_patterns_agree_with_libc() {
 fn pattern_sets_report_exactly_the_matching_patterns() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let mut scratch = Scratch::default();
-    let mut out = Vec::new();
     for _ in 0..300 {
         let patterns: Vec<Vec<u8>> = (0..60)
             .map(|_| {
@@ -82,17 +109,11 @@ fn pattern_sets_report_exactly_the_matching_patterns() {
                 p
             })
             .collect();
-        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        let set = compile(&patterns);
         for _ in 0..100 {
             let mut s = b"x:".to_vec();
             s.extend(random_string(&mut rng));
-            out.clear();
-            set.find(&s, &mut scratch, &mut out);
-            out.sort_unstable();
-            out.dedup();
-            let expected: Vec<u32> = (0..patterns.len() as u32)
-                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
-                .collect();
+            let (out, expected) = both_answers(&set, &patterns, &s, &mut scratch);
             assert_eq!(out, expected, "string {:?}", show(&s));
         }
     }
@@ -104,7 +125,6 @@ fn pattern_sets_report_exactly_the_matching_patterns() {
 fn contains_patterns_agree_with_libc() {
     let mut rng = Rng(0xC0_FFEE_D00D);
     let mut scratch = Scratch::default();
-    let mut out = Vec::new();
     for round in 0..400 {
         let same_length = round % 2 == 0;
         let count = 1 + rng.below(30);
@@ -117,17 +137,11 @@ fn contains_patterns_agree_with_libc() {
                 p
             })
             .collect();
-        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        let set = compile(&patterns);
         for _ in 0..50 {
             let mut s = b"x:".to_vec();
             s.extend((0..rng.below(200)).map(|_| rng.pick(b"01a,")));
-            out.clear();
-            set.find(&s, &mut scratch, &mut out);
-            out.sort_unstable();
-            out.dedup();
-            let expected: Vec<u32> = (0..patterns.len() as u32)
-                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
-                .collect();
+            let (out, expected) = both_answers(&set, &patterns, &s, &mut scratch);
             assert_eq!(out, expected, "string {:?}", show(&s));
         }
     }
@@ -174,17 +188,6 @@ fn glob_is_libc_fnmatch() {
     }
 }
 
-/// The kernel's PCI layout, for the patterns and keys of the next test.
-const PCI_LAYOUT: [(&[u8], usize); 7] = [
-    (b"pci:v", 8),
-    (b"d", 8),
-    (b"sv", 8),
-    (b"sd", 8),
-    (b"bc", 2),
-    (b"sc", 2),
-    (b"i", 2),
-];
-
 /// Sets of PCI patterns, most in depmod's field layout (answered by field comparison for keys
 /// in the kernel's layout) and some not (a `?`, a lower-case digit, a missing separator, `pc*`,
 /// `*`), on keys in the kernel's layout and one byte away from it.
@@ -192,16 +195,15 @@ const PCI_LAYOUT: [(&[u8], usize); 7] = [
 fn pci_patterns_agree_with_libc() {
     let mut rng = Rng(0x9C1_F1E1D);
     let mut scratch = Scratch::default();
-    let mut out = Vec::new();
     // Few digit values, so that fields often agree.
     const DIGITS: &[u8] = b"08F";
     for _ in 0..300 {
         let count = 1 + rng.below(40);
         let patterns: Vec<Vec<u8>> = (0..count)
             .map(|_| {
-                let mut p = Vec::new();
+                let mut p = b"pci:".to_vec();
                 for &(sep, width) in &PCI_LAYOUT {
-                    p.extend_from_slice(sep);
+                    p.extend_from_slice(sep.as_bytes());
                     let digits = match rng.below(4) {
                         0 => 0,
                         1 => width,
@@ -228,11 +230,11 @@ fn pci_patterns_agree_with_libc() {
                 p
             })
             .collect();
-        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        let set = compile(&patterns);
         for _ in 0..40 {
-            let mut s = Vec::new();
+            let mut s = b"pci:".to_vec();
             for &(sep, width) in &PCI_LAYOUT {
-                s.extend_from_slice(sep);
+                s.extend_from_slice(sep.as_bytes());
                 s.extend((0..width).map(|_| rng.pick(DIGITS)));
             }
             match rng.below(4) {
@@ -246,13 +248,7 @@ fn pci_patterns_agree_with_libc() {
                 2 => s.insert(rng.below(s.len()), rng.pick(b"08Fsd")),
                 _ => {}
             }
-            out.clear();
-            set.find(&s, &mut scratch, &mut out);
-            out.sort_unstable();
-            out.dedup();
-            let expected: Vec<u32> = (0..patterns.len() as u32)
-                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
-                .collect();
+            let (out, expected) = both_answers(&set, &patterns, &s, &mut scratch);
             assert_eq!(
                 out,
                 expected,
@@ -270,7 +266,6 @@ fn pci_patterns_agree_with_libc() {
 fn contains_strings_with_a_shared_prefix_agree_with_libc() {
     let mut rng = Rng(0x5EED_0A0A);
     let mut scratch = Scratch::default();
-    let mut out = Vec::new();
     for _ in 0..400 {
         let count = 2 + rng.below(12);
         let patterns: Vec<Vec<u8>> = (0..count)
@@ -281,17 +276,11 @@ fn contains_strings_with_a_shared_prefix_agree_with_libc() {
                 p
             })
             .collect();
-        let set = PatternSet::build(patterns.iter().enumerate().map(|(i, p)| (&p[..], i as u32)));
+        let set = compile(&patterns);
         for _ in 0..50 {
             let mut s = b"x:".to_vec();
             s.extend((0..rng.below(60)).map(|_| rng.pick(b"aab,")));
-            out.clear();
-            set.find(&s, &mut scratch, &mut out);
-            out.sort_unstable();
-            out.dedup();
-            let expected: Vec<u32> = (0..patterns.len() as u32)
-                .filter(|&i| libc_fnmatch(&patterns[i as usize], &s))
-                .collect();
+            let (out, expected) = both_answers(&set, &patterns, &s, &mut scratch);
             assert_eq!(out, expected, "string {:?}", show(&s));
         }
     }

@@ -40,7 +40,7 @@ pub fn concretize(pattern: &[u8], rng: &mut Rng) -> Vec<u8> {
 }
 
 /// The kernel's layout of a PCI MODALIAS (`pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X`).
-const PCI_LAYOUT: [(&str, usize); 7] = [
+pub const PCI_LAYOUT: [(&str, usize); 7] = [
     ("v", 8),
     ("d", 8),
     ("sv", 8),

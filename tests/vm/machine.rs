@@ -92,6 +92,16 @@ impl Image {
             "initramfs: {}",
             String::from_utf8_lossy(&build.stderr)
         );
+        Image::assemble(dir, tree, initrd)
+    }
+
+    /// An initramfs built elsewhere (by a real generator), booted on the same machine.
+    pub fn from_initrd(tree: &KernelTree, initrd: &Path) -> Image {
+        Image::assemble(TempDir::new("vm"), tree, initrd.to_owned())
+    }
+
+    /// The kernel of `tree`, `initrd`, and the USB stick's backing file in `dir`.
+    fn assemble(dir: TempDir, tree: &KernelTree, initrd: PathBuf) -> Image {
         let kernel = tree.root.join(format!("boot/vmlinuz-{}", tree.kver));
         assert!(kernel.exists(), "{} is missing", kernel.display());
         let stick = dir.path().join("stick.img");
@@ -104,22 +114,6 @@ impl Image {
             kernel,
             initrd,
             stick,
-        }
-    }
-
-    /// An initramfs built elsewhere (by a real generator), booted on the same machine.
-    pub fn from_initrd(tree: &KernelTree, initrd: &Path) -> Image {
-        let dir = TempDir::new("vm");
-        let stick = dir.path().join("stick.img");
-        std::fs::File::create(&stick)
-            .unwrap()
-            .set_len(4 << 20)
-            .unwrap();
-        Image {
-            kernel: tree.root.join(format!("boot/vmlinuz-{}", tree.kver)),
-            initrd: initrd.to_owned(),
-            stick,
-            dir,
         }
     }
 
