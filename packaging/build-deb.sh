@@ -23,10 +23,10 @@ install -D -m 644 "$p/systemd/modaliasd.socket" "$stage/lib/systemd/system/modal
 for rules in "$here"/rules.d/*.rules; do
     install -D -m 644 "$rules" "$stage/usr/lib/modaliasd/rules.d/$(basename "$rules")"
 done
-install -D -m 755 "$p/dracut/90modaliasd/module-setup.sh" \
-    "$stage/usr/lib/dracut/modules.d/90modaliasd/module-setup.sh"
+install -D -m 755 "$p/dracut/99modaliasd/module-setup.sh" \
+    "$stage/usr/lib/dracut/modules.d/99modaliasd/module-setup.sh"
 for f in modaliasd-coldplug.sh modaliasd-stop.sh; do
-    install -D -m 755 "$p/dracut/90modaliasd/$f" "$stage/usr/lib/dracut/modules.d/90modaliasd/$f"
+    install -D -m 755 "$p/dracut/99modaliasd/$f" "$stage/usr/lib/dracut/modules.d/99modaliasd/$f"
 done
 share=$stage/usr/share/modaliasd
 for f in initramfs-tools/hooks/modaliasd initramfs-tools/scripts/init-top/modaliasd \

@@ -63,8 +63,8 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
             "rules.d/80-drivers.rules",
         ),
         (
-            "usr/lib/dracut/modules.d/90modaliasd/module-setup.sh",
-            "packaging/dracut/90modaliasd/module-setup.sh",
+            "usr/lib/dracut/modules.d/99modaliasd/module-setup.sh",
+            "packaging/dracut/99modaliasd/module-setup.sh",
         ),
         (
             "usr/share/modaliasd/initramfs-tools/hooks/modaliasd",

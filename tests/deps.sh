@@ -6,9 +6,12 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 # qemu-system-x86, busybox-static and cpio: the VM test (tests/vm) boots Debian's kernel; the
-# libraries after them are what its unpacked systemd-udevd links against.
+# libraries after them are what its unpacked systemd-udevd links against (the dracut test puts
+# that udevd in its image too, as dracut requires).
 $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-dev libudev-dev pkg-config time \
-    qemu-system-x86 busybox-static cpio libacl1 libblkid1 libcap2 libselinux1 libkmod2
+    qemu-system-x86 busybox-static cpio libacl1 libblkid1 libcap2 libselinux1 libkmod2 libsystemd-shared
 "$(dirname "$0")/fixtures/kernels.sh"
 "$(dirname "$0")/fixtures/udev.sh"
-"$(dirname "$0")/fixtures/initramfs-tools.sh"
+# The real initramfs generators, unpacked, for the tests that build images with them.
+"$(dirname "$0")/fixtures/unpack-debs.sh" initramfs-tools initramfs-tools-core klibc-utils libklibc
+"$(dirname "$0")/fixtures/unpack-debs.sh" dracut dracut-core

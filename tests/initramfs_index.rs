@@ -16,6 +16,20 @@ use support::{KernelTree, TempDir, kernel_tree, module_file};
 const MODULES: &[&str] = &["e1000", "e1000e", "ahci", "libahci", "libata", "scsi_mod"];
 
 fn copy_modules(tree: &KernelTree, root: &Path, names: &[&str]) {
+    copy_module_files(tree, root, names);
+    let src = tree.module_dir();
+    let dst = root.join("lib/modules").join(&tree.kver);
+    for f in [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
+/// The module files alone, without the kernel's lists (modules.builtin, modules.order).
+fn copy_module_files(tree: &KernelTree, root: &Path, names: &[&str]) {
     let src = tree.module_dir();
     let dst = root.join("lib/modules").join(&tree.kver);
     for name in names {
@@ -23,13 +37,6 @@ fn copy_modules(tree: &KernelTree, root: &Path, names: &[&str]) {
         let to = dst.join(file.strip_prefix(&src).unwrap());
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&file, &to).unwrap();
-    }
-    for f in [
-        "modules.builtin",
-        "modules.builtin.modinfo",
-        "modules.order",
-    ] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
 }
 
@@ -53,17 +60,11 @@ fn depmod(root: &Path, kver: &str) {
 
 /// `resolve -v` of e1000's MODALIAS: the answer and where the resolver came from.
 fn resolve(root: &Path, kver: &str) -> (String, &'static str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
-        .args(["-v", "resolve", "--root"])
-        .arg(root)
-        .args([
-            "--kver",
-            kver,
-            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
-        ])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let (answer, log) = support::resolve_verbose(
+        root,
+        kver,
+        &["pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"],
+    );
     let origin = if log.contains("resolver: saved index") {
         "saved"
     } else if log.contains("resolver: compiled") {
@@ -71,7 +72,7 @@ fn resolve(root: &Path, kver: &str) -> (String, &'static str) {
     } else {
         panic!("no resolver origin in the log: {log}")
     };
-    (String::from_utf8_lossy(&out.stdout).into_owned(), origin)
+    (answer, origin)
 }
 
 /// Every file's time cut to whole seconds, as in a cpio archive.
@@ -151,4 +152,71 @@ fn the_index_a_hook_compiles_stays_fresh_through_the_generators_last_steps() {
     depmod(root.path(), &kver);
     let (after, origin) = resolve(root.path(), &kver);
     assert_eq!((after, origin), (before, "compiled"));
+}
+
+#[test]
+fn a_directory_depmod_indexed_without_the_kernels_lists_resolves_as_libkmod_does() {
+    // What a dracut module's install() sees: modules copied, but not yet modules.builtin and
+    // modules.order, which dracut copies at its very end. depmod then writes empty
+    // modules.builtin.bin and modules.builtin.alias.bin, which libkmod reads as empty.
+    let tree = kernel_tree("6.12");
+    let kver = tree.kver.clone();
+    let root = TempDir::new("initramfs-index");
+    copy_module_files(&tree, root.path(), MODULES);
+    depmod(root.path(), &kver);
+    let dir = root.path().join("lib/modules").join(&kver);
+    assert_eq!(
+        std::fs::metadata(dir.join("modules.builtin.bin"))
+            .unwrap()
+            .len(),
+        0,
+        "depmod wrote something else than the case under test"
+    );
+
+    let keys = [
+        "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
+        "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
+        "e1000e",
+        "scsi-mod",
+        "unix",
+        "crc32c",
+        "fs-ext4",
+    ];
+    // As modprobe reads it: kmod_load_resources refuses the empty files (EINVAL).
+    let kmod = support::libkmod::Libkmod::without_resources(&dir);
+    let expected: String = keys
+        .iter()
+        .map(|k| {
+            let names = support::libkmod::distinct(kmod.lookup(k.as_bytes()).unwrap_or_default());
+            format!("{k}\t{}\n", names.join(" "))
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["resolve", "--root"])
+        .arg(root.path())
+        .args(["--kver", &kver])
+        .args(keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert!(expected.contains("\te1000\n"), "{expected}");
+
+    // And the compiled index, written by a hook at that moment, reads back.
+    run(Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["-q", "compile", "--root"])
+        .arg(root.path())
+        .args(["--kver", &kver]));
+    let (answer, origin) = resolve(root.path(), &kver);
+    assert_eq!(
+        (answer.as_str(), origin),
+        (
+            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n",
+            "saved"
+        )
+    );
 }

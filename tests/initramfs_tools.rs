@@ -5,7 +5,7 @@
 //! mkinitramfs reads /usr/share/initramfs-tools, /lib/modules/KVER and /boot/config-KVER and
 //! runs the hook, which runs /usr/sbin/modaliasd. None of these is installed here: in a private
 //! mount namespace (`unshare -m`, needs root as CI has), the unpacked initramfs-tools and klibc
-//! (tests/fixtures/initramfs-tools.sh) and this build's binary are laid over /usr, and the
+//! (tests/fixtures/unpack-debs.sh) and this build's binary are laid over /usr, and the
 //! fixture kernel's modules and config are mounted where mkinitramfs looks for them.
 
 mod support;
@@ -14,26 +14,7 @@ mod support;
 mod machine;
 
 use std::path::Path;
-use std::process::Command;
 use support::{TempDir, kernel_tree};
-
-fn fixture() -> std::path::PathBuf {
-    let dir = support::fixture_cache()
-        .parent()
-        .unwrap()
-        .join("initramfs-tools");
-    assert!(
-        dir.join("usr/sbin/mkinitramfs").exists(),
-        "{} is missing: run tests/fixtures/initramfs-tools.sh (tests/deps.sh does)",
-        dir.display()
-    );
-    dir
-}
-
-fn copy_executable(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to).unwrap();
-}
 
 #[test]
 fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
@@ -46,7 +27,7 @@ fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
     // What is laid over /usr: this build as /usr/sbin/modaliasd, and an empty directory to
     // mount the fixture's modules on.
     let over = tmp.path().join("over/usr");
-    copy_executable(
+    support::copy_file(
         Path::new(env!("CARGO_BIN_EXE_modaliasd")),
         &over.join("sbin/modaliasd"),
     );
@@ -62,7 +43,7 @@ fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
             "scripts/init-bottom/modaliasd",
         ),
     ] {
-        copy_executable(&packaging.join(from), &conf.join(to));
+        support::copy_file(&packaging.join(from), &conf.join(to));
     }
     std::fs::create_dir_all(conf.join("conf.d")).unwrap();
     std::fs::write(
@@ -114,30 +95,17 @@ mount --bind {modules} /usr/lib/modules/{kver}
 mount --bind {boot} /boot
 mkinitramfs -d {conf} -o {image} {kver}",
         over = over.display(),
-        fixture = fixture().display(),
+        fixture = support::unpacked_debs("initramfs-tools", "usr/sbin/mkinitramfs").display(),
         modules = tree.module_dir().display(),
         boot = tree.root.join("boot").display(),
         conf = conf.display(),
         image = image.display(),
     );
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .expect("run unshare (util-linux)");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "mkinitramfs (needs root): {log}");
+    let log = support::in_private_mounts("mkinitramfs", &script);
     assert!(!log.contains("modaliasd"), "the hook complained: {log}");
 
-    // Unpacked as the kernel does (gzip, cpio).
     let root = tmp.path().join("image");
-    std::fs::create_dir_all(&root).unwrap();
-    let unpack = Command::new("sh")
-        .arg("-c")
-        .arg(format!("zcat {} | cpio -id --quiet", image.display()))
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(unpack.status.success(), "{unpack:?}");
+    support::unpack_initrd(&image, &root);
 
     assert!(
         root.join("usr/sbin/modaliasd").exists(),
@@ -163,42 +131,11 @@ mkinitramfs -d {conf} -o {image} {kver}",
     );
 
     // The daemon's view at boot: the saved index, fresh, answering for the copied modules.
-    let out = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
-        .args(["-v", "resolve", "--root"])
-        .arg(&root)
-        .args([
-            "--kver",
-            kver,
-            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
-            "usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00",
-        ])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n\
-         usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00\tusb_storage\n"
-    );
-    assert!(log.contains("resolver: saved index"), "{log}");
+    support::assert_fresh_index(&root, kver);
 
     // Booted: initramfs-tools' /init runs the init-top script, the daemon loads the drivers of
     // the devices whose modules the image holds (no USB host driver, so no USB disk), settle
     // returns, and the daemon is still running when init-premount comes.
     let r = machine::Image::from_initrd(&tree, &image).boot("mkinitramfs", false, 1);
-    assert!(
-        r.ended,
-        "the image's init did not reach the probe:\n{}",
-        r.console
-    );
-    for module in ["e1000", "ahci", "libahci", "libata"] {
-        assert!(
-            r.modules.iter().any(|m| m == module),
-            "{module} not loaded: {:?}\n{}",
-            r.modules,
-            r.console
-        );
-    }
-    assert_eq!(r.params.get("settled").map(String::as_str), Some("yes"));
-    assert_eq!(r.params.get("daemon").map(String::as_str), Some("running"));
+    r.assert_daemon_coldplugged();
 }

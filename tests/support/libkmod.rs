@@ -29,7 +29,19 @@ pub struct Libkmod {
 }
 
 impl Libkmod {
+    /// With its indexes loaded up front (`kmod_load_resources`, as udev does).
     pub fn new(module_dir: &Path) -> Libkmod {
+        Libkmod::open(module_dir, true)
+    }
+
+    /// Without `kmod_load_resources`, as modprobe: each lookup opens the indexes it reads.
+    /// libkmod then takes an index it cannot read for an empty one, where loading them all up
+    /// front fails.
+    pub fn without_resources(module_dir: &Path) -> Libkmod {
+        Libkmod::open(module_dir, false)
+    }
+
+    fn open(module_dir: &Path, load_resources: bool) -> Libkmod {
         let config = super::TempDir::new("libkmod-config");
         let dir = CString::new(module_dir.as_os_str().as_encoded_bytes()).unwrap();
         let cfg = CString::new(config.path().as_os_str().as_encoded_bytes()).unwrap();
@@ -43,7 +55,9 @@ impl Libkmod {
         );
         unsafe {
             kmod_set_log_priority(ctx, 0);
-            assert_eq!(kmod_load_resources(ctx), 0, "kmod_load_resources failed");
+            if load_resources {
+                assert_eq!(kmod_load_resources(ctx), 0, "kmod_load_resources failed");
+            }
         }
         Libkmod {
             ctx,

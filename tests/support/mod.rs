@@ -116,3 +116,83 @@ pub fn strip_signature(image: &mut Vec<u8>) {
     let sig_len = u32::from_be_bytes(image[n - 32..n - 28].try_into().unwrap()) as usize;
     image.truncate(n - magic.len() - 12 - sig_len);
 }
+
+/// Debian packages that `tests/fixtures/unpack-debs.sh NAME PACKAGE...` unpacked next to the
+/// kernel trees (tests/deps.sh runs it); `marker` is a file the tree must hold.
+pub fn unpacked_debs(name: &str, marker: &str) -> PathBuf {
+    let dir = fixture_cache().parent().unwrap().join(name);
+    assert!(
+        dir.join(marker).exists(),
+        "{} is missing: run tests/deps.sh (tests/fixtures/unpack-debs.sh {name} ...)",
+        dir.join(marker).display()
+    );
+    dir
+}
+
+/// Copies the file `from` to `to`, mode included, creating `to`'s directory.
+pub fn copy_file(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+}
+
+/// Runs the shell `script` in a private mount namespace (`unshare -m`, needs root), where it can
+/// lay unpacked packages over /usr without touching the machine. Returns its standard error and
+/// fails the test when it fails.
+pub fn in_private_mounts(what: &str, script: &str) -> String {
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .output()
+        .expect("run unshare (util-linux)");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what} (needs root): {log}");
+    log
+}
+
+/// `modaliasd -v resolve` of `keys` on the tree under `root`: its output and its log.
+pub fn resolve_verbose(root: &Path, kver: &str, keys: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["-v", "resolve", "--root"])
+        .arg(root)
+        .args(["--kver", kver])
+        .args(keys)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An initramfs that a real generator built, unpacked at `root`: at boot the daemon finds the
+/// saved index fresh, and it answers for drivers the image holds (e1000, usb-storage).
+pub fn assert_fresh_index(root: &Path, kver: &str) {
+    let (answer, log) = resolve_verbose(
+        root,
+        kver,
+        &[
+            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
+            "usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00",
+        ],
+    );
+    assert_eq!(
+        answer,
+        "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n\
+         usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00\tusb_storage\n"
+    );
+    assert!(log.contains("resolver: saved index"), "{log}");
+}
+
+/// Unpacks the initramfs `image` (a cpio archive, gzip-compressed or not) into `root`, as the
+/// kernel does.
+pub fn unpack_initrd(image: &Path, root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let gzip = std::fs::read(image).unwrap().starts_with(&[0x1f, 0x8b]);
+    let reader = if gzip { "zcat" } else { "cat" };
+    let unpack = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{reader} {} | cpio -id --quiet", image.display()))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "{unpack:?}");
+}

@@ -65,6 +65,32 @@ fn udev_root() -> PathBuf {
     dir
 }
 
+impl Report {
+    /// What a generator's image must show at its probe: the daemon loaded the drivers of the
+    /// devices whose modules the image holds (e1000 and ahci; no USB host driver, so no USB
+    /// disk), `settle` returned, and the daemon is still running for the boot's later stages.
+    pub fn assert_daemon_coldplugged(&self) {
+        assert!(
+            self.ended,
+            "the image's init did not reach the probe:\n{}",
+            self.console
+        );
+        for module in ["e1000", "ahci", "libahci", "libata"] {
+            assert!(
+                self.modules.iter().any(|m| m == module),
+                "{module} not loaded: {:?}\n{}",
+                self.modules,
+                self.console
+            );
+        }
+        assert_eq!(self.params.get("settled").map(String::as_str), Some("yes"));
+        assert_eq!(
+            self.params.get("daemon").map(String::as_str),
+            Some("running")
+        );
+    }
+}
+
 impl Image {
     pub fn build(tree: &KernelTree) -> Image {
         Image::build_with(tree, MODPROBE_CONF, None)

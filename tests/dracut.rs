@@ -1,0 +1,157 @@
+//! The dracut module inside Debian's real dracut: the image it builds holds the binary, the
+//! hooks and an index that the daemon finds fresh, and booted under qemu dracut's /init starts
+//! the daemon in its pre-udev hook, which loads the drivers of the devices present before udevd
+//! runs.
+//!
+//! dracut reads its modules from /usr/lib/dracut, the kernel's from /lib/modules/KVER, and puts
+//! the host's udevd in every image (its base module requires udev-rules). None of these is
+//! installed here: in a private mount namespace (`unshare -m`, needs root as CI has), the
+//! unpacked dracut-core (tests/fixtures/unpack-debs.sh), the unpacked udev of the VM test
+//! (tests/fixtures/udev.sh), our module and this build's binary are laid over /usr, and the
+//! fixture kernel's modules are mounted where dracut looks for them.
+
+mod support;
+
+#[path = "vm/machine.rs"]
+mod machine;
+
+use std::path::Path;
+use std::process::Command;
+use support::{TempDir, copy_file, kernel_tree};
+
+/// Copies the tree under `from` into `to`, as `cp -a` does.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {}", from.display());
+}
+
+#[test]
+fn dracut_with_the_module_builds_an_image_that_boots_with_the_daemon() {
+    let tree = kernel_tree("6.12");
+    let kver = &tree.kver;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dracut = support::unpacked_debs("dracut", "usr/bin/dracut");
+    let udev = support::fixture_cache().parent().unwrap().join("udev");
+    assert!(
+        udev.join("bin/udevadm").exists(),
+        "{} is missing: run tests/fixtures/udev.sh (tests/deps.sh does)",
+        udev.display()
+    );
+    let tmp = TempDir::new("dracut");
+
+    // What is laid over /usr: this build as /usr/sbin/modaliasd, our dracut module, Debian's
+    // udevd where dracut looks for it, and an empty directory to mount the modules on.
+    let over = tmp.path().join("over/usr");
+    copy_file(
+        Path::new(env!("CARGO_BIN_EXE_modaliasd")),
+        &over.join("sbin/modaliasd"),
+    );
+    copy_tree(
+        &manifest.join("packaging/dracut/99modaliasd"),
+        &over.join("lib/dracut/modules.d/99modaliasd"),
+    );
+    copy_file(&udev.join("bin/udevadm"), &over.join("bin/udevadm"));
+    std::fs::create_dir_all(over.join("lib/systemd")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/udevadm", over.join("lib/systemd/systemd-udevd")).unwrap();
+    copy_tree(&udev.join("lib/udev"), &over.join("lib/udev"));
+    std::fs::create_dir_all(over.join("lib/modules").join(kver)).unwrap();
+
+    // A packager's configuration: our module, and drivers the way users add them, through
+    // add_drivers, which dracut installs only after every module's install().
+    let conf = tmp.path().join("dracut.conf");
+    std::fs::write(
+        &conf,
+        "add_dracutmodules+=\" modaliasd \"\nadd_drivers+=\" e1000 ahci usb-storage \"\n",
+    )
+    .unwrap();
+    let confdir = tmp.path().join("dracut.conf.d");
+    std::fs::create_dir_all(&confdir).unwrap();
+    // The test's own probe, a pre-udev hook after ours: what the daemon loaded before udevd
+    // started, then power off (there is no root file system to go on to). Shell builtins only:
+    // the image has bash and little else.
+    let probe = tmp.path().join("probe.sh");
+    std::fs::write(
+        &probe,
+        r#"m=
+while read -r name _; do m="$m $name"; done < /proc/modules
+echo
+echo "VMTEST modules$m"
+[ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
+kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
+echo 'VMTEST end'
+echo o > /proc/sysrq-trigger
+"#,
+    )
+    .unwrap();
+
+    let image = tmp.path().join("initrd.img");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = format!(
+        "set -e
+mount -t overlay overlay -o lowerdir={over}:{dracut}/usr:/usr /usr
+mount --bind {modules} /usr/lib/modules/{kver}
+dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
+    --modules 'base rootfs-block modaliasd' --no-compress --no-early-microcode \
+    --include {probe} /usr/lib/dracut/hooks/pre-udev/99-probe.sh \
+    --force {image} {kver}",
+        over = over.display(),
+        dracut = dracut.display(),
+        modules = tree.module_dir().display(),
+        conf = conf.display(),
+        confdir = confdir.display(),
+        work = work.display(),
+        probe = probe.display(),
+        image = image.display(),
+    );
+    let log = support::in_private_mounts("dracut", &script);
+    assert!(
+        log.contains("Including module: modaliasd"),
+        "dracut left our module out: {log}"
+    );
+    assert!(!log.contains("modaliasd:"), "the module complained: {log}");
+
+    let root = tmp.path().join("image");
+    support::unpack_initrd(&image, &root);
+
+    assert!(
+        root.join("usr/sbin/modaliasd").exists(),
+        "no binary in the image"
+    );
+    for hook in [
+        "pre-udev/10-modaliasd-coldplug.sh",
+        "cleanup/90-modaliasd-stop.sh",
+    ] {
+        assert!(
+            root.join("usr/lib/dracut/hooks").join(hook).exists(),
+            "no hook {hook} in the image"
+        );
+    }
+    let dir = root.join("usr/lib/modules").join(kver);
+    assert!(
+        dir.join("modaliasd.index").exists(),
+        "no index in the image"
+    );
+
+    // The daemon's view at boot: the saved index, fresh, answering for the drivers that dracut
+    // added after our module had run.
+    support::assert_fresh_index(&root, kver);
+
+    // Booted: dracut's /init sources our pre-udev hook and the daemon coldplugs before udevd
+    // starts. /init wants a root= it knows how to handle (rootfs-block's) before any hook; the
+    // probe powers off long before it would look for that disk. Should /init fail, it powers
+    // off rather than wait in a shell.
+    let r = machine::Image::from_initrd(&tree, &image).boot_with(
+        "dracut",
+        false,
+        1,
+        "root=/dev/disk/by-label/none rd.shell=0 rd.emergency=poweroff",
+    );
+    r.assert_daemon_coldplugged();
+}
