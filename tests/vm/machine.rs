@@ -30,6 +30,42 @@ pub struct Image {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub stick: PathBuf,
+    /// qemu's device arguments; [`standard_devices`] unless a test chose others.
+    pub devices: Vec<String>,
+}
+
+/// The device set of the VM test and the boot benchmark: NICs, sound, USB with a tablet and a
+/// disk (backed by `stick`) behind it, SATA, virtio.
+pub fn standard_devices(stick: &Path) -> Vec<String> {
+    [
+        "-device",
+        "e1000",
+        "-device",
+        "virtio-net-pci",
+        "-device",
+        "virtio-rng-pci",
+        "-audiodev",
+        "none,id=snd0",
+        "-device",
+        "intel-hda",
+        "-device",
+        "hda-duplex,audiodev=snd0",
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-device",
+        "usb-tablet,bus=xhci.0",
+        "-drive",
+        &format!(
+            "if=none,id=stick,format=raw,snapshot=on,file={}",
+            stick.display()
+        ),
+        "-device",
+        "usb-storage,bus=xhci.0,drive=stick",
+        "-device",
+        "ich9-ahci,id=ahci",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn manifest() -> &'static Path {
@@ -136,6 +172,7 @@ impl Image {
             .set_len(4 << 20)
             .unwrap();
         Image {
+            devices: standard_devices(&stick),
             dir,
             kernel,
             initrd,
@@ -179,24 +216,7 @@ impl Image {
             .arg("-initrd")
             .arg(&self.initrd)
             .args(["-append", &append])
-            // The device set: NICs, sound, USB with devices behind it, SATA, virtio.
-            .args(["-device", "e1000", "-device", "virtio-net-pci"])
-            .args(["-device", "virtio-rng-pci"])
-            .args(["-audiodev", "none,id=snd0", "-device", "intel-hda"])
-            .args(["-device", "hda-duplex,audiodev=snd0"])
-            .args([
-                "-device",
-                "qemu-xhci,id=xhci",
-                "-device",
-                "usb-tablet,bus=xhci.0",
-            ])
-            .arg("-drive")
-            .arg(format!(
-                "if=none,id=stick,format=raw,snapshot=on,file={}",
-                self.stick.display()
-            ))
-            .args(["-device", "usb-storage,bus=xhci.0,drive=stick"])
-            .args(["-device", "ich9-ahci,id=ahci"])
+            .args(&self.devices)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
