@@ -15,3 +15,5 @@ $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-d
 # The real initramfs generators, unpacked, for the tests that build images with them.
 "$(dirname "$0")/fixtures/unpack-debs.sh" initramfs-tools initramfs-tools-core klibc-utils libklibc
 "$(dirname "$0")/fixtures/unpack-debs.sh" dracut dracut-core
+# systemd-analyze, to verify the units (tests/systemd_units.rs).
+"$(dirname "$0")/fixtures/unpack-debs.sh" systemd systemd

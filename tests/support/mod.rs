@@ -136,14 +136,15 @@ pub fn copy_file(from: &Path, to: &Path) {
 }
 
 /// Runs the shell `script` in a private mount namespace (`unshare -m`, needs root), where it can
-/// lay unpacked packages over /usr without touching the machine. Returns its standard error and
-/// fails the test when it fails.
+/// lay unpacked packages over /usr without touching the machine. Returns what it printed
+/// (standard output, then standard error) and fails the test when it fails.
 pub fn in_private_mounts(what: &str, script: &str) -> String {
     let out = std::process::Command::new("unshare")
         .args(["-m", "sh", "-c", script])
         .output()
         .expect("run unshare (util-linux)");
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what} (needs root): {log}");
     log
 }
