@@ -14,7 +14,6 @@ mod corpus;
 mod support;
 
 use modaliasd::index::ModuleTree;
-use std::process::Command;
 use support::{Rng, TempDir, kernel_tree};
 
 const CONFIG: &str = "\
@@ -48,15 +47,6 @@ blacklist i-915
 /// Lower-precedence directory: one file shadowed by the higher directory, one read.
 const LOW_SHADOWED: &str = "options e1000e shadowed=1\nblacklist e1000e\n";
 const LOW_READ: &str = "alias low-alias igb\noptions igb from_low=1\n";
-
-fn distinct(stdout: &[u8], prefix: &str) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| l.replacen(prefix, " /lib/modules/", 1))
-        .filter(|l| seen.insert(l.clone()))
-        .collect()
-}
 
 fn compare_tree(series: &str) {
     let kernel = kernel_tree(series);
@@ -114,39 +104,12 @@ fn compare_tree(series: &str) {
     );
     names.extend(tree.builtin.iter().step_by(15).cloned());
 
-    let prefix = format!(" {}/lib/modules/", kernel.root.display());
     let mut found = 0;
     for (i, name) in names.iter().enumerate() {
         // Alternate the blacklist mode and sometimes add options, so every path is covered.
         let b = i % 3 == 1;
         let opts = if i % 5 == 2 { "extra=1 more=2" } else { "" };
-        let mut theirs = Command::new("modprobe");
-        theirs
-            .arg("-d")
-            .arg(&kernel.root)
-            .args(["-S", &kernel.kver, "-C"])
-            .arg(&high)
-            .arg("-C")
-            .arg(&low);
-        let mut ours = Command::new(env!("CARGO_BIN_EXE_modaliasd"));
-        ours.args(["load", "--dry-run", "--root"])
-            .arg(&kernel.root)
-            .args(["--kver", &kernel.kver, "--cmdline", "/proc/cmdline", "-C"])
-            .arg(&high)
-            .arg("-C")
-            .arg(&low);
-        if b {
-            theirs.arg("-b");
-            ours.arg("-b");
-        }
-        theirs.args(["--show-depends", name]);
-        ours.args(["--show-depends", name]);
-        if !opts.is_empty() {
-            theirs.args(opts.split(' '));
-            ours.args(["-o", opts]);
-        }
-        let theirs = theirs.output().expect("run modprobe (Debian package kmod)");
-        let ours = ours.output().unwrap();
+        let (theirs, ours) = support::show_depends_both(&kernel, &[&high, &low], name, b, opts);
         assert_eq!(
             ours.status.code(),
             theirs.status.code(),
@@ -154,8 +117,8 @@ fn compare_tree(series: &str) {
             String::from_utf8_lossy(&ours.stderr)
         );
         assert_eq!(
-            distinct(&ours.stdout, &prefix),
-            distinct(&theirs.stdout, &prefix),
+            support::distinct_lines(&ours.stdout, &kernel),
+            support::distinct_lines(&theirs.stdout, &kernel),
             "{series} {name} (-b {b}, options {opts:?})"
         );
         found += usize::from(!theirs.stdout.is_empty());

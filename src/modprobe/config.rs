@@ -469,17 +469,27 @@ pub fn split_cmdline(text: &str) -> Vec<String> {
     out
 }
 
-/// `pre: a b post: c`: words after `pre:` or `post:`; words before either are ignored, as
-/// libkmod ignores them.
+/// `pre: a b post: c`, read as libkmod's `kmod_config_add_softdep` reads it: words separated
+/// by C `isspace` bytes; words after `pre:` or `post:` go to that list, words before either
+/// are ignored. One quirk of its word splitting is kept, because it decides what gets loaded:
+/// its first word starts at the text's first byte unless that byte begins a run of two or more
+/// blanks. With exactly one blank in front (`softdep m  pre: a`: two blanks after the name, of
+/// which strtok took one), the first word is " pre:", which is no keyword, and the modules
+/// after it are ignored until a `post:` (checked against kmod 30's `modprobe -c`).
 fn parse_softdep(text: &str) -> (Vec<String>, Vec<String>) {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    let bytes = text.as_bytes();
+    let glued = bytes.len() >= 2 && is_space(bytes[0]) && !is_space(bytes[1]);
     let (mut pre, mut post) = (Vec::new(), Vec::new());
     let mut mode = 0;
-    for word in text.split_ascii_whitespace() {
+    let words = bytes.split(|&b| is_space(b)).filter(|w| !w.is_empty());
+    for (i, word) in words.enumerate() {
+        let keyword = !(glued && i == 0);
         match word {
-            "pre:" => mode = 1,
-            "post:" => mode = 2,
-            w if mode == 1 => pre.push(w.to_owned()),
-            w if mode == 2 => post.push(w.to_owned()),
+            b"pre:" if keyword => mode = 1,
+            b"post:" if keyword => mode = 2,
+            w if mode == 1 => pre.push(String::from_utf8_lossy(w).into_owned()),
+            w if mode == 2 => post.push(String::from_utf8_lossy(w).into_owned()),
             _ => {}
         }
     }
@@ -494,6 +504,24 @@ mod tests {
         let mut c = Config::default();
         c.parse_file(Path::new("t.conf"), text.as_bytes());
         c
+    }
+
+    #[test]
+    fn softdep_words_split_as_libkmod_splits_them() {
+        let lists = |text: &str| {
+            let (pre, post) = parse_softdep(text);
+            (pre.join(" "), post.join(" "))
+        };
+        let both = || ("a b".to_string(), "c".to_string());
+        assert_eq!(lists("pre: a b post: c"), both());
+        assert_eq!(lists("  pre: a\tb post:  c "), both());
+        assert_eq!(lists("\t pre: a b post: c"), both());
+        assert_eq!(lists("junk pre: a b post: c"), both());
+        // One blank in front glues itself to the first word: no `pre:`.
+        assert_eq!(lists(" pre: a b post: c"), (String::new(), "c".into()));
+        assert_eq!(lists("\tpre: a b post: c"), (String::new(), "c".into()));
+        assert_eq!(lists("pre:a post: c"), (String::new(), "c".into()));
+        assert_eq!(lists("post: c pre: a pre: b"), ("a b".into(), "c".into()));
     }
 
     #[test]

@@ -197,3 +197,54 @@ pub fn unpack_initrd(image: &Path, root: &Path) {
         .unwrap();
     assert!(unpack.status.success(), "{unpack:?}");
 }
+
+/// `modprobe --show-depends NAME` and `modaliasd load --dry-run --show-depends NAME` on the
+/// fixture tree `kernel` with the configuration directories `config` (one `-C` each), `-b`
+/// when `blacklist`, and `options` (space-separated) as extra module options: (theirs, ours).
+pub fn show_depends_both(
+    kernel: &KernelTree,
+    config: &[&Path],
+    name: &str,
+    blacklist: bool,
+    options: &str,
+) -> (std::process::Output, std::process::Output) {
+    let mut theirs = std::process::Command::new("modprobe");
+    theirs
+        .arg("-d")
+        .arg(&kernel.root)
+        .args(["-S", &kernel.kver]);
+    let mut ours = std::process::Command::new(env!("CARGO_BIN_EXE_modaliasd"));
+    ours.args(["load", "--dry-run", "--root"])
+        .arg(&kernel.root)
+        .args(["--kver", &kernel.kver, "--cmdline", "/proc/cmdline"]);
+    for dir in config {
+        theirs.arg("-C").arg(dir);
+        ours.arg("-C").arg(dir);
+    }
+    if blacklist {
+        theirs.arg("-b");
+        ours.arg("-b");
+    }
+    theirs.args(["--show-depends", name]);
+    ours.args(["--show-depends", name]);
+    if !options.is_empty() {
+        theirs.args(options.split(' '));
+        ours.args(["-o", options]);
+    }
+    (
+        theirs.output().expect("run modprobe (Debian package kmod)"),
+        ours.output().unwrap(),
+    )
+}
+
+/// The lines of a `--show-depends` output, each once, in order (modprobe prints a module again
+/// when a softdep repeats it), paths without the fixture's root.
+pub fn distinct_lines(stdout: &[u8], kernel: &KernelTree) -> Vec<String> {
+    let prefix = format!(" {}/lib/modules/", kernel.root.display());
+    let mut seen = std::collections::HashSet::new();
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| l.replacen(&prefix, " /lib/modules/", 1))
+        .filter(|l| seen.insert(l.clone()))
+        .collect()
+}
