@@ -102,3 +102,156 @@ fn kernel_command_line_matches_modprobe() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+/// One random kernel command line token: module parameters in every shape the parser must
+/// decide on (quotes, dots, dashes, empty parts, `modprobe.blacklist=` lists), and plain words.
+fn random_token(rng: &mut support::Rng) -> String {
+    let pick = |rng: &mut support::Rng, from: &[&str]| from[rng.below(from.len())].to_string();
+    let module = pick(
+        rng,
+        &[
+            "e1000e",
+            "snd-hda-intel",
+            "snd_hda_intel",
+            "a",
+            "x-y",
+            "m",
+            "",
+            "b[c-d]e-f",
+            "g[h",
+            "i]j",
+        ],
+    );
+    let param = pick(rng, &["p", "debug", "p-q", "p_q", "", "a.b"]);
+    let value = pick(
+        rng,
+        &[
+            "1",
+            "",
+            "x.y",
+            "0.0.0.0:80",
+            "\"a b\"",
+            "\"q\"",
+            "a=b",
+            "\"",
+            "-1,2",
+        ],
+    );
+    match rng.below(12) {
+        0..=4 => format!("{module}.{param}={value}"),
+        5 => format!("{module}.{param}"),
+        6 => format!("\"{module}.{param}={value}\""),
+        7 => {
+            let list: Vec<String> = (0..rng.below(4))
+                .map(|_| pick(rng, &["pcspkr", "floppy", "snd_pcsp", "", "e1000e"]))
+                .collect();
+            format!("modprobe.blacklist={}", list.join(","))
+        }
+        8 => pick(
+            rng,
+            &["--", "quiet", "ro", "root=UUID=1.2", "=x.y", "a=b.c", "."],
+        ),
+        9 => format!("{module}={value}"),
+        10 => format!("{module}.{param}={value}\"x"),
+        _ => format!(".{param}={value}"),
+    }
+}
+
+/// Random command lines through kmod and through us: the same options in the same order and
+/// the same blacklist (dashes normalised on kmod's side, the one deliberate difference).
+#[test]
+fn random_command_lines_match_modprobe() {
+    let tmp = TempDir::new("cmdline-random");
+    let mut rng = support::Rng(0x0C3D_11E5);
+    let count: usize = std::env::var("MODALIASD_CMDLINE_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    // One namespace for all of them: each line in its own file, bound over /proc/cmdline in turn.
+    let mut script = String::from("set -e\n");
+    let mut lines = Vec::new();
+    for i in 0..count {
+        let mut line: Vec<String> = (0..1 + rng.below(8))
+            .map(|_| random_token(&mut rng))
+            .collect();
+        if rng.chance(4) {
+            line.insert(0, "BOOT_IMAGE=/vmlinuz".into());
+        }
+        let sep = ["  ", "\t", " \n "][rng.below(3)];
+        let sep = if rng.chance(3) { sep } else { " " };
+        let mut text = line.join(sep);
+        // Now and then past libkmod's 4,095 bytes, or with a second line.
+        if rng.chance(30) {
+            text = format!("{} {text}", "x".repeat(4090 - rng.below(20)));
+        }
+        if rng.chance(30) {
+            text.push_str("\nsecond.line=1");
+        }
+        text.push('\n');
+        let file = tmp.path().join(format!("cmdline-{i}"));
+        std::fs::write(&file, &text).unwrap();
+        script.push_str(&format!(
+            "mount --bind '{f}' /proc/cmdline; echo '@@ {i}'; modprobe -c -C /dev/null; umount /proc/cmdline\n",
+            f = file.display()
+        ));
+        lines.push((file, text));
+    }
+    let script_file = tmp.path().join("script.sh");
+    std::fs::write(&script_file, &script).unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "sh"])
+        .arg(&script_file)
+        .output()
+        .expect("run unshare (util-linux)");
+    assert!(
+        out.status.success(),
+        "unshare -m needs root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dumps: Vec<&str> = text.split("@@ ").skip(1).collect();
+    assert_eq!(dumps.len(), count);
+    let mut with_options = 0;
+    for (dump, (file, line)) in dumps.iter().zip(&lines) {
+        let config = Config::load(&ConfigSources {
+            root: "/".into(),
+            paths: vec!["/dev/null".into()],
+            module_dir: None,
+            cmdline: Some(file.clone()),
+        });
+        // A quoted value may hold a newline, which `modprobe -c` prints as it is: ours are
+        // printed the same way and both read back line by line.
+        let printed = |text: &str, prefix: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(prefix))
+                .map(str::to_owned)
+                .collect()
+        };
+        let ours: String = config
+            .options
+            .iter()
+            .map(|o| format!("options {} {}\n", o.module, o.options))
+            .collect();
+        let ours = printed(&ours, "options ");
+        assert_eq!(ours, printed(dump, "options "), "options from {line:?}");
+        with_options += usize::from(!ours.is_empty());
+        let ours: String = config
+            .blacklist
+            .iter()
+            .map(|b| format!("blacklist {}\n", b.module))
+            .collect();
+        let theirs: Vec<String> = printed(dump, "blacklist ")
+            .iter()
+            .map(|b| underscores(b))
+            .collect();
+        assert_eq!(
+            printed(&ours, "blacklist "),
+            theirs,
+            "blacklist from {line:?}"
+        );
+    }
+    assert!(
+        with_options > count / 3,
+        "only {with_options} lines gave options"
+    );
+}

@@ -398,48 +398,166 @@ impl Config {
         true
     }
 
-    /// The kernel command line: `module.param=value` adds options (dashes in the module name
-    /// become underscores), `modprobe.blacklist=a,b` adds blacklist entries. Unlike kmod we
-    /// normalise dashes in blacklist entries too: kmod's `modprobe.blacklist=snd-hda-intel` fails
-    /// to block `snd_hda_intel`, which is a bug, not a behaviour to keep. Double quotes group a
-    /// value with spaces (`m.p="a b"`).
+    /// The kernel command line, read as libkmod 30's `kmod_config_parse_kcmdline` reads it:
+    /// `module.param=value` adds options (dashes in the module name become underscores) and
+    /// `modprobe.blacklist=a,b` adds blacklist entries. Its decisions are kept, checked against
+    /// kmod 30 with random command lines (tests/cmdline_vs_modprobe.rs): a token with a second
+    /// `.` before its `=`, or an `=` before its first `.`, is no option; a space inside quotes
+    /// is allowed only in the value; an unterminated quote drops the token it opened; a quote
+    /// before the module name (as grub writes `"m.p=a b"`) moves to the value (`p="a b"`); an
+    /// empty module name or empty blacklist entries count; a module name with an unbalanced
+    /// bracket is refused; any C whitespace separates (a newline too), and only the first
+    /// 4,095 bytes are read. One deliberate difference: dashes in blacklist entries are normalised too, since
+    /// kmod's `modprobe.blacklist=snd-hda-intel` fails to block `snd_hda_intel`, a bug, not a
+    /// behaviour to keep.
     pub fn parse_cmdline(&mut self, data: &[u8]) {
-        let text = String::from_utf8_lossy(data);
-        let text = text.split('\n').next().unwrap_or("");
-        for token in split_cmdline(text) {
-            let Some(dot) = token.find('.') else { continue };
-            let (module, param) = (&token[..dot], &token[dot + 1..]);
-            // Not a module parameter, as kmod 30 decides (checked against it): an `=` before
-            // the first `.` (`foo=bar.baz`), or a second `.` in the parameter's name
-            // (`a.b.c`, `0.0.0.0:2024`). A parameter without a value (`m.flag`) counts. Like
-            // kmod, we read on past `--`, where the kernel starts passing arguments to init.
-            if token[..dot].contains('=') {
-                continue;
-            }
-            let param_name = param.split('=').next().unwrap_or("");
-            if param_name.contains('.') {
-                continue;
-            }
-            if module.is_empty() || param.is_empty() {
-                continue;
-            }
-            if module == "modprobe" {
-                if let Some(list) = param.strip_prefix("blacklist=") {
-                    for m in list.split(',').filter(|m| !m.is_empty()) {
-                        self.blacklist.push(BlacklistLine {
-                            module: underscores(m),
-                            origin: Origin::KernelCmdline,
-                        });
-                    }
-                    continue;
+        for KcmdlineOption {
+            module,
+            param,
+            value,
+        } in kcmdline_options(data)
+        {
+            if module == b"modprobe" && param.starts_with(b"blacklist=") {
+                for entry in value.unwrap_or_default().split(|&b| b == b',') {
+                    self.blacklist.push(BlacklistLine {
+                        module: underscores(&String::from_utf8_lossy(entry)),
+                        origin: Origin::KernelCmdline,
+                    });
                 }
+                continue;
+            }
+            let module = String::from_utf8_lossy(&module);
+            if !brackets_balanced(&module) {
+                self.warnings.push(ConfigWarning {
+                    origin: Origin::KernelCmdline,
+                    message: format!("ignoring option with bad module name '{module}'"),
+                });
+                continue;
             }
             self.options.push(OptionsLine {
-                module: underscores(module),
-                options: param.to_owned(),
+                module: underscores(&module),
+                options: String::from_utf8_lossy(&param).replace('\t', " "),
                 origin: Origin::KernelCmdline,
             });
         }
+    }
+}
+
+/// What libkmod's `underscores` accepts: every `[` closed by a later `]`, no `]` outside one.
+fn brackets_balanced(name: &str) -> bool {
+    let mut open = false;
+    for c in name.chars() {
+        match c {
+            '[' if !open => open = true,
+            ']' if open => open = false,
+            ']' => return false,
+            _ => {}
+        }
+    }
+    !open
+}
+
+/// libkmod's read buffer for /proc/cmdline (`KCMD_LINE_SIZE`), one byte kept for its NUL.
+const KCMD_LINE_SIZE: usize = 4096;
+
+/// One `module.param[=value]` of the kernel command line: `param` runs from after the first `.`
+/// to the end of the token (`=value` included), `value` from after the `=`.
+struct KcmdlineOption {
+    module: Vec<u8>,
+    param: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+/// The options of a kernel command line, by libkmod 30's state machine.
+fn kcmdline_options(data: &[u8]) -> Vec<KcmdlineOption> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum State {
+        Ignore,
+        Module,
+        Param,
+        Value,
+    }
+    let data = &data[..data.len().min(KCMD_LINE_SIZE - 1)];
+    let mut out = Vec::new();
+    let mut state = State::Module;
+    let mut quoted = false;
+    // Byte offsets: where the module name starts and ends, where the param and value start,
+    // and where a quote opened the token.
+    let (mut module, mut dot, mut param, mut value) = (0usize, 0usize, 0usize, None);
+    let mut quote_start: Option<usize> = None;
+    let mut p = 0;
+    loop {
+        // A NUL ends libkmod's string like the end of the data does.
+        let c = data.get(p).copied().unwrap_or(0);
+        let last = c == 0;
+        let mut complete = false;
+        match c {
+            b'"' => {
+                quoted = !quoted;
+                // Only a quote as the token's first byte is allowed outside the value.
+                if quoted && state == State::Module && p == module {
+                    quote_start = Some(p);
+                    module = p + 1;
+                } else if state != State::Value {
+                    state = State::Ignore;
+                }
+            }
+            // C's isspace: every one separates options, only the end stops.
+            0 | b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r' => {
+                if quoted && state == State::Value {
+                } else if quoted {
+                    state = State::Ignore;
+                } else if state == State::Value || state == State::Param {
+                    complete = true;
+                } else {
+                    module = p + 1;
+                    state = State::Module;
+                    quote_start = None;
+                }
+            }
+            b'.' => {
+                if state == State::Module {
+                    dot = p;
+                    param = p + 1;
+                    state = State::Param;
+                } else if state == State::Param {
+                    state = State::Ignore;
+                }
+            }
+            b'=' => {
+                if state == State::Param {
+                    value = Some(p + 1);
+                    state = State::Value;
+                } else if state == State::Module {
+                    state = State::Ignore;
+                }
+            }
+            _ => {}
+        }
+        if complete {
+            let name = data[module..dot].to_vec();
+            let mut param_text = data[param..p].to_vec();
+            let mut value_text = value.filter(|&v| v > param).map(|v| data[v..p].to_vec());
+            if quote_start.is_some_and(|q| q < module) {
+                // grub's `"m.p=a b"`: libkmod moves the quote to open the value.
+                if let (Some(v), Some(text)) = (value.filter(|&v| v > param), &mut value_text) {
+                    text.insert(0, b'"');
+                    param_text.insert(v - param, b'"');
+                }
+            }
+            out.push(KcmdlineOption {
+                module: name,
+                param: param_text,
+                value: value_text,
+            });
+            module = p + 1;
+            state = State::Module;
+            quote_start = None;
+        }
+        if last {
+            return out;
+        }
+        p += 1;
     }
 }
 
