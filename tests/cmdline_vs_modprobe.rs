@@ -11,7 +11,6 @@ use modaliasd::modprobe::config::underscores;
 use modaliasd::modprobe::plan::{BlacklistMode, Outcome, Planner, show_depends_lines};
 use modaliasd::modprobe::{Config, ConfigSources};
 use modaliasd::resolve::Resolver;
-use std::process::Command;
 use support::{TempDir, kernel_tree};
 
 const CMDLINE: &str = "BOOT_IMAGE=/vmlinuz root=UUID=1234 ro quiet snd-hda-intel.model=test \
@@ -43,15 +42,7 @@ fn kernel_command_line_matches_modprobe() {
     }
     // The last modprobe may well fail; the script's status must be unshare's and mount's.
     script.push_str("; true");
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .expect("run unshare (util-linux)");
-    assert!(
-        out.status.success(),
-        "unshare -m needs root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::run_in_private_mounts("modprobe", &script);
     let text = String::from_utf8_lossy(&out.stdout);
     let prefix = format!(" {}/lib/modules/", kernel.root.display());
     let mut sections = text.split("@@ ");
@@ -196,18 +187,7 @@ fn random_command_lines_match_modprobe() {
         ));
         lines.push((file, text));
     }
-    let script_file = tmp.path().join("script.sh");
-    std::fs::write(&script_file, &script).unwrap();
-    let out = Command::new("unshare")
-        .args(["-m", "sh"])
-        .arg(&script_file)
-        .output()
-        .expect("run unshare (util-linux)");
-    assert!(
-        out.status.success(),
-        "unshare -m needs root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::run_in_private_mounts("modprobe", &script);
     let text = String::from_utf8_lossy(&out.stdout);
     let dumps: Vec<&str> = text.split("@@ ").skip(1).collect();
     assert_eq!(dumps.len(), count);

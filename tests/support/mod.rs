@@ -135,18 +135,37 @@ pub fn copy_file(from: &Path, to: &Path) {
     std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
 }
 
-/// Runs the shell `script` in a private mount namespace (`unshare -m`, needs root), where it can
-/// lay unpacked packages over /usr without touching the machine. Returns what it printed
-/// (standard output, then standard error) and fails the test when it fails.
-pub fn in_private_mounts(what: &str, script: &str) -> String {
-    let out = std::process::Command::new("unshare")
-        .args(["-m", "sh", "-c", script])
-        .output()
+/// Runs the shell `script` (given on standard input, so it may be long) in a private mount
+/// namespace (`unshare -m`, needs root), where it can lay unpacked packages over /usr or bind a
+/// file over /proc/cmdline without touching the machine. Fails the test when it fails.
+pub fn run_in_private_mounts(what: &str, script: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-s"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run unshare (util-linux)");
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} (needs root): {log}");
-    log
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} (unshare -m needs root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`run_in_private_mounts`], and what it printed: standard output, then standard error.
+pub fn in_private_mounts(what: &str, script: &str) -> String {
+    let out = run_in_private_mounts(what, script);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// `modaliasd -v resolve` of `keys` on the tree under `root`: its output and its log.
