@@ -162,6 +162,15 @@ impl Image {
         Image::assemble(TempDir::new("vm"), tree, initrd.to_owned())
     }
 
+    /// A `-drive` argument with id `id` on the stick's backing file (a snapshot each, so one
+    /// file serves every disk of a device set).
+    pub fn drive(&self, id: &str) -> String {
+        format!(
+            "if=none,id={id},format=raw,snapshot=on,file={}",
+            self.stick.display()
+        )
+    }
+
     /// The kernel of `tree`, `initrd`, and the USB stick's backing file in `dir`.
     fn assemble(dir: TempDir, tree: &KernelTree, initrd: PathBuf) -> Image {
         let kernel = tree.root.join(format!("boot/vmlinuz-{}", tree.kver));

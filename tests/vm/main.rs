@@ -30,12 +30,7 @@ fn assert_boot_completed(r: &Report) {
 /// sound cards, a watchdog, virtio input, console and balloon, an ISA panic device. What
 /// udevd loads for it is computed by its own boot, as for the standard set.
 fn other_devices(image: &Image) -> Vec<String> {
-    let drive = |id: &str| {
-        format!(
-            "if=none,id={id},format=raw,snapshot=on,file={}",
-            image.stick.display()
-        )
-    };
+    let drive = |id: &str| image.drive(id);
     let mut d: Vec<String> = Vec::new();
     let mut dev = |args: &[&str]| d.extend(args.iter().map(|a| a.to_string()));
     dev(&[
@@ -104,12 +99,7 @@ fn other_devices(image: &Image) -> Vec<String> {
 /// adapters, USB 1 and 3 with a tablet, a network adapter and a sound card behind them, more
 /// SCSI and NIC models, virtio input, and PCI devices no driver claims.
 fn q35_devices(image: &Image) -> Vec<String> {
-    let drive = |id: &str| {
-        format!(
-            "if=none,id={id},format=raw,snapshot=on,file={}",
-            image.stick.display()
-        )
-    };
+    let drive = |id: &str| image.drive(id);
     let mut d: Vec<String> = Vec::new();
     let mut dev = |args: &[&str]| d.extend(args.iter().map(|a| a.to_string()));
     dev(&["-M", "q35"]);
