@@ -25,6 +25,23 @@ pub const CMDLINE_OPTION: &str = "usbhid.mousepoll=4";
 pub const HOTPLUG_DEVICE: &str = "e1000e";
 pub const HOTPLUG_DRIVER: &str = "e1000e";
 
+/// What a boot with hotplug adds through the qemu monitor (`device_add` arguments), and the
+/// sysfs path (a shell glob) whose appearance means the device got its drivers.
+#[derive(Clone, Debug)]
+pub struct Hotplug {
+    pub device: String,
+    pub ready_when: String,
+}
+
+impl Default for Hotplug {
+    fn default() -> Hotplug {
+        Hotplug {
+            device: HOTPLUG_DEVICE.into(),
+            ready_when: format!("/sys/bus/pci/drivers/{HOTPLUG_DRIVER}/0000:*"),
+        }
+    }
+}
+
 pub struct Image {
     pub dir: TempDir,
     pub kernel: PathBuf,
@@ -32,6 +49,8 @@ pub struct Image {
     pub stick: PathBuf,
     /// qemu's device arguments; [`standard_devices`] unless a test chose others.
     pub devices: Vec<String>,
+    /// What a boot with hotplug adds; the standard set's NIC unless a test chose another.
+    pub hotplug: Hotplug,
 }
 
 /// The device set of the VM test and the boot benchmark: NICs, sound, USB with a tablet and a
@@ -182,6 +201,7 @@ impl Image {
             .unwrap();
         Image {
             devices: standard_devices(&stick),
+            hotplug: Hotplug::default(),
             dir,
             kernel,
             initrd,
@@ -203,8 +223,9 @@ impl Image {
             .join(format!("monitor-{mode}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&monitor);
         let append = format!(
-            "console=ttyS0 loglevel=1 panic=-1 {CMDLINE_OPTION} vmtest={mode} vmhotplug={} {extra}",
-            hotplug as u8
+            "console=ttyS0 loglevel=1 panic=-1 {CMDLINE_OPTION} vmtest={mode} vmhotplug={} \
+             vmhotplugready={} {extra}",
+            hotplug as u8, self.hotplug.ready_when
         );
         let mut child = Command::new("qemu-system-x86_64")
             .args([
@@ -259,7 +280,7 @@ impl Image {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if hotplug && line.trim_end() == "VMTEST hotplug-ready" {
-                add_device(&monitor, HOTPLUG_DEVICE);
+                add_device(&monitor, &self.hotplug.device);
             }
             console.push_str(&line);
             console.push('\n');

@@ -10,7 +10,7 @@ mod support;
 
 mod machine;
 
-use machine::{CMDLINE_OPTION, HOTPLUG_DRIVER, Image, Report};
+use machine::{CMDLINE_OPTION, HOTPLUG_DRIVER, Hotplug, Image, Report};
 
 fn context(r: &Report) -> String {
     format!(
@@ -131,19 +131,46 @@ fn q35_devices(image: &Image) -> Vec<String> {
         "virtio-tablet-pci",
     ]);
     dev(&["-device", "pci-testdev", "-device", "edu"]);
+    // The disk hot-added behind USB 3 after coldplug.
+    dev(&["-drive", &drive("hot")]);
     d
 }
 
 /// Boots `image` with `devices` once with modaliasd and once with udevd, and checks that both
 /// loaded the same modules, each once for modaliasd, and that the reference reached `reached`.
-fn compare_with_udevd(image: &mut Image, devices: Vec<String>, reached: &[&str]) {
+/// With `hotplug`, both must also have given the hot-added device its drivers, the same ones.
+fn compare_with_udevd(
+    image: &mut Image,
+    devices: Vec<String>,
+    reached: &[&str],
+    hotplug: Option<Hotplug>,
+) -> (Report, Report) {
     image.devices = devices;
+    let with_hotplug = hotplug.is_some();
+    if let Some(h) = hotplug {
+        image.hotplug = h;
+    }
     let image = &*image;
     let (ours, udevd) = std::thread::scope(|s| {
-        let ours = s.spawn(|| image.boot("run", false, 1));
-        let udevd = s.spawn(|| image.boot("udevd", false, 1));
+        let ours = s.spawn(|| image.boot("run", with_hotplug, 1));
+        let udevd = s.spawn(|| image.boot("udevd", with_hotplug, 1));
         (ours.join().unwrap(), udevd.join().unwrap())
     });
+    if with_hotplug {
+        for r in [&ours, &udevd] {
+            assert!(
+                r.hotplug_seconds.is_some(),
+                "{}: the hot-added {} got no driver: {}",
+                r.mode,
+                image.hotplug.device,
+                context(r)
+            );
+        }
+        assert_eq!(
+            ours.modules_after_hotplug, udevd.modules_after_hotplug,
+            "after hotplug"
+        );
+    }
     assert_boot_completed(&udevd);
     assert_boot_completed(&ours);
     for module in reached {
@@ -166,6 +193,7 @@ fn compare_with_udevd(image: &mut Image, devices: Vec<String>, reached: &[&str])
         .filter(|(_, n)| *n > 1)
         .collect();
     assert!(twice.is_empty(), "inserted more than once: {twice:?}");
+    (ours, udevd)
 }
 
 #[test]
@@ -183,7 +211,22 @@ fn on_a_q35_machine_modaliasd_loads_what_udevd_loads() {
         "i2c_i801",
         "sr_mod",
     ];
-    compare_with_udevd(&mut image, devices, &reached);
+    // After coldplug, a USB disk: usb-storage for it, then, a second later (delay_use), sd_mod
+    // for the SCSI disk it reveals.
+    let disk = Hotplug {
+        device: "usb-storage,bus=x2.0,drive=hot".into(),
+        ready_when: "/sys/block/sd*".into(),
+    };
+    let (_, udevd) = compare_with_udevd(&mut image, devices, &reached, Some(disk));
+    // The reference shows the hotplug needed both drivers.
+    for module in ["usb_storage", "sd_mod"] {
+        assert!(
+            !udevd.modules.iter().any(|m| m == module)
+                && udevd.modules_after_hotplug.iter().any(|m| m == module),
+            "{module} should come with the hot-added disk: {}",
+            context(&udevd)
+        );
+    }
 }
 
 #[test]
@@ -195,7 +238,7 @@ fn on_another_device_set_modaliasd_loads_what_udevd_loads() {
     // SCSI, and ppdev, which no MODALIAS names (80-drivers.rules loads it when parport_pc
     // appears).
     let reached = ["usbhid", "sd_mod", "uas", "ppdev", "nvme", "mmc_block"];
-    compare_with_udevd(&mut image, devices, &reached);
+    compare_with_udevd(&mut image, devices, &reached, None);
 }
 
 #[test]
