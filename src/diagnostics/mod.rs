@@ -10,7 +10,7 @@ pub mod params;
 pub mod taint;
 
 use crate::modprobe::Config;
-use crate::modprobe::config::{Origin, split_cmdline};
+use crate::modprobe::config::{Origin, cmdline_blacklist_entries};
 use crate::resolve::Resolver;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -168,12 +168,9 @@ pub fn lint_config(
     }
 
     if let Some(cmdline) = cmdline {
-        // Tokenised as the configuration read it, quotes and all.
-        for token in split_cmdline(cmdline) {
-            let Some(list) = token.strip_prefix("modprobe.blacklist=") else {
-                continue;
-            };
-            for name in list.split(',').filter(|n| n.contains('-')) {
+        // The entries as the configuration (and kmod) read them.
+        for name in cmdline_blacklist_entries(cmdline.as_bytes()) {
+            if name.contains('-') {
                 findings.push(Finding {
                     origin: Origin::KernelCmdline,
                     severity: Severity::Note,

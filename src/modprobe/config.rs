@@ -468,6 +468,21 @@ struct KcmdlineOption {
     value: Option<Vec<u8>>,
 }
 
+/// The `modprobe.blacklist=` entries of a kernel command line as kmod reads them, dashes kept.
+pub fn cmdline_blacklist_entries(data: &[u8]) -> Vec<String> {
+    kcmdline_options(data)
+        .into_iter()
+        .filter(|o| o.module == b"modprobe" && o.param.starts_with(b"blacklist="))
+        .flat_map(|o| {
+            let value = o.value.unwrap_or_default();
+            value
+                .split(|&b| b == b',')
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The options of a kernel command line, by libkmod 30's state machine.
 fn kcmdline_options(data: &[u8]) -> Vec<KcmdlineOption> {
     #[derive(PartialEq, Clone, Copy)]
