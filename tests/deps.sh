@@ -17,3 +17,5 @@ $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-d
 "$(dirname "$0")/fixtures/unpack-debs.sh" dracut dracut-core
 # systemd-analyze, to verify the units (tests/systemd_units.rs).
 "$(dirname "$0")/fixtures/unpack-debs.sh" systemd systemd
+# openrc-run, to read the OpenRC service (tests/openrc_service.rs).
+"$(dirname "$0")/fixtures/unpack-debs.sh" openrc openrc libeinfo1 librc1
