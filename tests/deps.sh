@@ -19,3 +19,5 @@ $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-d
 "$(dirname "$0")/fixtures/unpack-debs.sh" systemd systemd
 # openrc-run, to read the OpenRC service (tests/openrc_service.rs).
 "$(dirname "$0")/fixtures/unpack-debs.sh" openrc openrc libeinfo1 librc1
+# runit's and s6's supervisors, to run the service directories (tests/supervised_service.rs).
+"$(dirname "$0")/fixtures/unpack-debs.sh" supervisors runit s6 libs6-2.11 libskarnet2.13 libexecline2.9
