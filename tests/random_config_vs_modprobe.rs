@@ -54,6 +54,11 @@ fn respell(rng: &mut Rng, name: &str) -> String {
 
 /// Blanks between tokens, as people type them.
 fn blank(rng: &mut Rng) -> &'static str {
+    if rng.chance(40) {
+        // What editors and other systems leave behind: C whitespace that is no separator to
+        // libkmod's strtok (" \t"), but is to its softdep splitting.
+        return ["\r", "\x0b", "\x0c", " \r "][rng.below(4)];
+    }
     [" ", " ", " ", "  ", "\t", " \t "][rng.below(6)]
 }
 
@@ -71,6 +76,10 @@ fn line(rng: &mut Rng, words: &[&str]) -> String {
     }
     if rng.chance(8) {
         s.push_str(blank(rng));
+    }
+    // A file written on another system: CRLF line ends.
+    if rng.chance(20) {
+        s.push('\r');
     }
     s.push('\n');
     s
@@ -279,7 +288,9 @@ fn compare_config(kernel: &KernelTree, seed: u64, high: &Path, low: &Path) {
         .unwrap();
     // softdep lines are left out: kmod 30's -c prints them without the space before `post:`.
     let plain = |text: &str, ours: bool| -> Vec<String> {
-        text.lines()
+        // Split on newlines only: `lines()` would also drop a carriage return that ends a
+        // line's text, which is part of the configuration's value.
+        text.split('\n')
             .take_while(|l| !l.starts_with("# End of configuration files"))
             .filter(|l| !l.is_empty() && !l.starts_with("softdep ") && !l.starts_with("weakdep "))
             .map(|l| {
