@@ -1,5 +1,6 @@
 //! `packaging/build-deb.sh`: the package holds what packaging/ says, installed where Debian
-//! expects it, and the binary inside is the static build of this version.
+//! expects it, the binary inside is the static build of this version, and lintian finds
+//! nothing to object to.
 
 mod support;
 
@@ -90,4 +91,23 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
     let hook = tree.join("etc/kernel/postinst.d/modaliasd");
     let sh = Command::new("sh").arg("-n").arg(&hook).status().unwrap();
     assert!(sh.success());
+
+    // Debian's own package checker has nothing to object to: no error and no warning (the
+    // package's lintian overrides say why each overridden tag does not apply).
+    let lintian = Command::new("lintian")
+        .args(["--tag-display-limit", "0"])
+        .arg(&deb)
+        .output()
+        .expect("lintian (Debian package lintian; tests/deps.sh installs it)");
+    let said = String::from_utf8_lossy(&lintian.stdout);
+    let objections: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
+        .collect();
+    assert!(objections.is_empty(), "lintian: {objections:#?}");
+    assert!(
+        lintian.status.success(),
+        "lintian failed: {}",
+        String::from_utf8_lossy(&lintian.stderr)
+    );
 }
