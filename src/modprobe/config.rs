@@ -520,6 +520,7 @@ fn kcmdline_options(data: &[u8]) -> Vec<KcmdlineOption> {
             // C's isspace: every one separates options, only the end stops.
             0 | b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r' => {
                 if quoted && state == State::Value {
+                    // Part of a quoted value.
                 } else if quoted {
                     state = State::Ignore;
                 } else if state == State::Value || state == State::Param {
