@@ -19,6 +19,21 @@ fn context(r: &Report) -> String {
     )
 }
 
+fn assert_same_modules(ours: &Report, udevd: &Report) {
+    assert_eq!(
+        ours.modules,
+        udevd.modules,
+        "modaliasd and udevd loaded different modules\n--- modaliasd ---\n{}\n--- udevd ---\n{}",
+        context(ours),
+        context(udevd)
+    );
+}
+
+fn assert_each_inserted_once(r: &Report) {
+    let twice: Vec<_> = r.insertions().into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "inserted more than once: {twice:?}");
+}
+
 fn assert_boot_completed(r: &Report) {
     assert!(r.ended, "the boot did not finish: {}", context(r));
     assert!(r.errors.is_empty(), "{:?}: {}", r.errors, context(r));
@@ -180,19 +195,8 @@ fn compare_with_udevd(
             context(&udevd)
         );
     }
-    assert_eq!(
-        ours.modules,
-        udevd.modules,
-        "modaliasd and udevd loaded different modules\n--- modaliasd ---\n{}\n--- udevd ---\n{}",
-        context(&ours),
-        context(&udevd)
-    );
-    let twice: Vec<_> = ours
-        .insertions()
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .collect();
-    assert!(twice.is_empty(), "inserted more than once: {twice:?}");
+    assert_same_modules(&ours, &udevd);
+    assert_each_inserted_once(&ours);
     (ours, udevd)
 }
 
@@ -229,6 +233,52 @@ fn on_a_q35_machine_modaliasd_loads_what_udevd_loads() {
     }
 }
 
+/// A modprobe.d that uses more of the commands on the standard machine: a softdep that brings
+/// two modules no device asks for (one with an option), an install command in place of a
+/// present device's driver, and a second blacklisted driver. Both must apply it alike.
+const RICHER_MODPROBE_CONF: &str = "\
+blacklist virtio_rng
+blacklist evdev
+options e1000 copybreak=77
+softdep e1000 pre: loop post: dummy
+options loop max_loop=5
+install pcspkr /bin/true
+";
+
+#[test]
+fn a_richer_modprobe_d_is_applied_as_udevd_applies_it() {
+    let tree = support::kernel_tree("6.12");
+    let image = Image::build_with(&tree, RICHER_MODPROBE_CONF, None);
+    let extra = "vmparams=loop/parameters/max_loop";
+    let (ours, udevd) = std::thread::scope(|s| {
+        let ours = s.spawn(|| image.boot_with("run", false, 1, extra));
+        let udevd = s.spawn(|| image.boot_with("udevd", false, 1, extra));
+        (ours.join().unwrap(), udevd.join().unwrap())
+    });
+    assert_boot_completed(&udevd);
+    assert_boot_completed(&ours);
+    let has = |r: &Report, m: &str| r.modules.iter().any(|x| x == m);
+    // The reference shows each line at work.
+    for module in ["loop", "dummy", "e1000"] {
+        assert!(
+            has(&udevd, module),
+            "udevd without {module}: {}",
+            context(&udevd)
+        );
+    }
+    for module in ["pcspkr", "evdev", "virtio_rng"] {
+        assert!(
+            !has(&udevd, module),
+            "udevd loaded {module}: {}",
+            context(&udevd)
+        );
+    }
+    assert_same_modules(&ours, &udevd);
+    assert_eq!(udevd.params["loop/parameters/max_loop"], "5");
+    assert_eq!(ours.params, udevd.params);
+    assert_each_inserted_once(&ours);
+}
+
 #[test]
 fn on_another_device_set_modaliasd_loads_what_udevd_loads() {
     let tree = support::kernel_tree("6.12");
@@ -262,12 +312,7 @@ fn modaliasd_loads_what_udevd_loads_each_module_once() {
         context(&udevd)
     );
 
-    assert_eq!(
-        ours.modules,
-        udevd.modules,
-        "modaliasd and udevd loaded different modules\n--- modaliasd ---\n{}",
-        context(&ours)
-    );
+    assert_same_modules(&ours, &udevd);
 
     // "Coldplug complete" (READY=1, settle) must mean the drivers are in: before the daemon
     // waited for its loads it said so with 3 of 59 modules in. Not every last one is demanded,
