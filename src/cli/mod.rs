@@ -156,6 +156,26 @@ impl TreeOptions {
             (None, false) => CachePolicy::Default,
         }
     }
+
+    /// The resolver for the module directory, from the saved index when it is fresh; warnings
+    /// about the module directory are logged, and so (at debug level) is where the resolver
+    /// came from: compiling at every start is the slow path an initramfs must not take.
+    pub(crate) fn resolver(&self) -> Result<crate::resolve::Resolver, String> {
+        use crate::resolve::saved::{Origin, load_or_build};
+        let dir = self.module_dir()?;
+        let (resolver, warnings, origin) =
+            load_or_build(&dir, &self.cache_policy()).map_err(|e| e.to_string())?;
+        report_warnings(&warnings, 20);
+        match origin {
+            Origin::Saved => tracing::debug!("resolver: saved index"),
+            Origin::Compiled { saved } => tracing::debug!(
+                "resolver: compiled from {} (index {})",
+                dir.display(),
+                if saved { "saved" } else { "not saved" }
+            ),
+        }
+        Ok(resolver)
+    }
 }
 
 /// `-C/--config` and `--cmdline`, shared by the commands that read modprobe.d.
@@ -329,28 +349,6 @@ pub(crate) fn utf8(arg: OsString) -> Result<String, String> {
 }
 
 /// Prints the module directory's warnings, at most `limit` of them.
-impl TreeOptions {
-    /// The resolver for the module directory, from the saved index when it is fresh; warnings
-    /// about the module directory are logged, and so (at debug level) is where the resolver
-    /// came from: compiling at every start is the slow path an initramfs must not take.
-    pub(crate) fn resolver(&self) -> Result<crate::resolve::Resolver, String> {
-        use crate::resolve::saved::{Origin, load_or_build};
-        let dir = self.module_dir()?;
-        let (resolver, warnings, origin) =
-            load_or_build(&dir, &self.cache_policy()).map_err(|e| e.to_string())?;
-        report_warnings(&warnings, 20);
-        match origin {
-            Origin::Saved => tracing::debug!("resolver: saved index"),
-            Origin::Compiled { saved } => tracing::debug!(
-                "resolver: compiled from {} (index {})",
-                dir.display(),
-                if saved { "saved" } else { "not saved" }
-            ),
-        }
-        Ok(resolver)
-    }
-}
-
 pub(crate) fn report_warnings(warnings: &[crate::index::Warning], limit: usize) {
     for w in warnings.iter().take(limit) {
         tracing::warn!("{w}");
