@@ -417,10 +417,10 @@ impl Config {
             value,
         } in kcmdline_options(data)
         {
-            if module == b"modprobe" && param.starts_with(b"blacklist=") {
-                for entry in value.unwrap_or_default().split(|&b| b == b',') {
+            if let Some(entries) = blacklist_entries(&module, &param, value.as_deref()) {
+                for entry in entries {
                     self.blacklist.push(BlacklistLine {
-                        module: underscores(&String::from_utf8_lossy(entry)),
+                        module: underscores(&entry),
                         origin: Origin::KernelCmdline,
                     });
                 }
@@ -457,6 +457,12 @@ fn brackets_balanced(name: &str) -> bool {
     !open
 }
 
+/// C's `isspace` in the C locale, which libkmod's parsers use (Rust's ASCII whitespace lacks
+/// the vertical tab).
+fn c_isspace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
 /// libkmod's read buffer for /proc/cmdline (`KCMD_LINE_SIZE`), one byte kept for its NUL.
 const KCMD_LINE_SIZE: usize = 4096;
 
@@ -471,16 +477,22 @@ struct KcmdlineOption {
 /// The `modprobe.blacklist=` entries of a kernel command line as kmod reads them, dashes kept.
 pub fn cmdline_blacklist_entries(data: &[u8]) -> Vec<String> {
     kcmdline_options(data)
-        .into_iter()
-        .filter(|o| o.module == b"modprobe" && o.param.starts_with(b"blacklist="))
-        .flat_map(|o| {
-            let value = o.value.unwrap_or_default();
-            value
-                .split(|&b| b == b',')
-                .map(|e| String::from_utf8_lossy(e).into_owned())
-                .collect::<Vec<_>>()
-        })
+        .iter()
+        .filter_map(|o| blacklist_entries(&o.module, &o.param, o.value.as_deref()))
+        .flatten()
         .collect()
+}
+
+/// The entries of a `modprobe.blacklist=a,b` option, empty ones included (kmod keeps them);
+/// `None` for any other option.
+fn blacklist_entries(module: &[u8], param: &[u8], value: Option<&[u8]>) -> Option<Vec<String>> {
+    (module == b"modprobe" && param.starts_with(b"blacklist=")).then(|| {
+        value
+            .unwrap_or_default()
+            .split(|&b| b == b',')
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .collect()
+    })
 }
 
 /// The options of a kernel command line, by libkmod 30's state machine.
@@ -517,8 +529,8 @@ fn kcmdline_options(data: &[u8]) -> Vec<KcmdlineOption> {
                     state = State::Ignore;
                 }
             }
-            // C's isspace: every one separates options, only the end stops.
-            0 | b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r' => {
+            // Every C space separates options; only the end stops.
+            c if c == 0 || c_isspace(c) => {
                 if quoted && state == State::Value {
                     // Part of a quoted value.
                 } else if quoted {
@@ -611,12 +623,11 @@ pub fn split_cmdline(text: &str) -> Vec<String> {
 /// which strtok took one), the first word is " pre:", which is no keyword, and the modules
 /// after it are ignored until a `post:` (checked against kmod 30's `modprobe -c`).
 fn parse_softdep(text: &str) -> (Vec<String>, Vec<String>) {
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
     let bytes = text.as_bytes();
-    let glued = bytes.len() >= 2 && is_space(bytes[0]) && !is_space(bytes[1]);
+    let glued = bytes.len() >= 2 && c_isspace(bytes[0]) && !c_isspace(bytes[1]);
     let (mut pre, mut post) = (Vec::new(), Vec::new());
     let mut mode = 0;
-    let words = bytes.split(|&b| is_space(b)).filter(|w| !w.is_empty());
+    let words = bytes.split(|&b| c_isspace(b)).filter(|w| !w.is_empty());
     for (i, word) in words.enumerate() {
         let keyword = !(glued && i == 0);
         match word {
