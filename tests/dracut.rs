@@ -37,12 +37,7 @@ fn dracut_with_the_module_builds_an_image_that_boots_with_the_daemon() {
     let kver = &tree.kver;
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dracut = support::unpacked_debs("dracut", "usr/bin/dracut");
-    let udev = support::fixture_cache().parent().unwrap().join("udev");
-    assert!(
-        udev.join("bin/udevadm").exists(),
-        "{} is missing: run tests/fixtures/udev.sh (tests/deps.sh does)",
-        udev.display()
-    );
+    let udev = machine::udev_root();
     let tmp = TempDir::new("dracut");
 
     // What is laid over /usr: this build as /usr/sbin/modaliasd, our dracut module, Debian's

@@ -74,10 +74,7 @@ pub fn standard_devices(stick: &Path) -> Vec<String> {
         "-device",
         "usb-tablet,bus=xhci.0",
         "-drive",
-        &format!(
-            "if=none,id=stick,format=raw,snapshot=on,file={}",
-            stick.display()
-        ),
+        &drive(stick, "stick"),
         "-device",
         "usb-storage,bus=xhci.0,drive=stick",
         "-device",
@@ -106,8 +103,16 @@ fn static_binary(dir: &Path) -> PathBuf {
     out
 }
 
+/// A `-drive` argument with id `id` on a snapshot of `file`.
+fn drive(file: &Path, id: &str) -> String {
+    format!(
+        "if=none,id={id},format=raw,snapshot=on,file={}",
+        file.display()
+    )
+}
+
 /// Debian's udev, unpacked by tests/fixtures/udev.sh next to the kernel trees.
-fn udev_root() -> PathBuf {
+pub fn udev_root() -> PathBuf {
     let dir = crate::support::fixture_cache()
         .parent()
         .unwrap()
@@ -184,10 +189,7 @@ impl Image {
     /// A `-drive` argument with id `id` on the stick's backing file (a snapshot each, so one
     /// file serves every disk of a device set).
     pub fn drive(&self, id: &str) -> String {
-        format!(
-            "if=none,id={id},format=raw,snapshot=on,file={}",
-            self.stick.display()
-        )
+        drive(&self.stick, id)
     }
 
     /// The kernel of `tree`, `initrd`, and the USB stick's backing file in `dir`.
