@@ -12,6 +12,10 @@ use std::path::Path;
 use std::process::Command;
 use support::{KernelTree, TempDir, kernel_tree, module_file};
 
+/// The MODALIAS every check resolves (an e1000 NIC under qemu), and `resolve`'s answer.
+const E1000_MODALIAS: &str = "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00";
+const E1000_ANSWER: &str = "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n";
+
 /// Modules with their dependencies, as a hook's initramfs would hold them.
 const MODULES: &[&str] = &["e1000", "e1000e", "ahci", "libahci", "libata", "scsi_mod"];
 
@@ -58,13 +62,17 @@ fn depmod(root: &Path, kver: &str) {
         .arg(kver));
 }
 
+/// `modaliasd compile`, as the hooks run it.
+fn compile(root: &Path, kver: &str) {
+    run(Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+        .args(["-q", "compile", "--root"])
+        .arg(root)
+        .args(["--kver", kver]));
+}
+
 /// `resolve -v` of e1000's MODALIAS: the answer and where the resolver came from.
 fn resolve(root: &Path, kver: &str) -> (String, &'static str) {
-    let (answer, log) = support::resolve_verbose(
-        root,
-        kver,
-        &["pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"],
-    );
+    let (answer, log) = support::resolve_verbose(root, kver, &[E1000_MODALIAS]);
     let origin = if log.contains("resolver: saved index") {
         "saved"
     } else if log.contains("resolver: compiled") {
@@ -104,18 +112,9 @@ fn the_index_a_hook_compiles_stays_fresh_through_the_generators_last_steps() {
 
     // The hook: depmod for the modules copied so far, then compile.
     depmod(root.path(), &kver);
-    run(Command::new(env!("CARGO_BIN_EXE_modaliasd"))
-        .args(["-q", "compile", "--root"])
-        .arg(root.path())
-        .args(["--kver", &kver]));
+    compile(root.path(), &kver);
     let (before, origin) = resolve(root.path(), &kver);
-    assert_eq!(
-        (before.as_str(), origin),
-        (
-            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n",
-            "saved"
-        )
-    );
+    assert_eq!((before.as_str(), origin), (E1000_ANSWER, "saved"));
 
     // mkinitramfs after its hooks: decompress, depmod again; then the cpio archive.
     let mut compressed = Vec::new();
@@ -174,7 +173,7 @@ fn a_directory_depmod_indexed_without_the_kernels_lists_resolves_as_libkmod_does
     );
 
     let keys = [
-        "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00",
+        E1000_MODALIAS,
         "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
         "e1000e",
         "scsi-mod",
@@ -207,16 +206,7 @@ fn a_directory_depmod_indexed_without_the_kernels_lists_resolves_as_libkmod_does
     assert!(expected.contains("\te1000\n"), "{expected}");
 
     // And the compiled index, written by a hook at that moment, reads back.
-    run(Command::new(env!("CARGO_BIN_EXE_modaliasd"))
-        .args(["-q", "compile", "--root"])
-        .arg(root.path())
-        .args(["--kver", &kver]));
+    compile(root.path(), &kver);
     let (answer, origin) = resolve(root.path(), &kver);
-    assert_eq!(
-        (answer.as_str(), origin),
-        (
-            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\te1000\n",
-            "saved"
-        )
-    );
+    assert_eq!((answer.as_str(), origin), (E1000_ANSWER, "saved"));
 }
