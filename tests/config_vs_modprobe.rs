@@ -12,7 +12,6 @@
 
 mod support;
 
-use std::process::Command;
 use support::{TempDir, kernel_tree};
 
 fn write(dir: &std::path::Path, name: &str, data: &[u8]) {
@@ -80,51 +79,23 @@ fn effective_configuration_matches_modprobe_c() {
     long.push(b'\n');
     write(&low, "40-long.conf", &long);
 
-    let modprobe = Command::new("modprobe")
-        .arg("-d")
-        .arg(&kernel.root)
-        .args(["-S", &kernel.kver, "-C"])
-        .arg(&high)
-        .arg("-C")
-        .arg(&low)
-        .arg("-c")
-        .output()
-        .expect("run modprobe (Debian package kmod)");
-    let ours = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
-        .args(["config", "--root"])
-        .arg(&kernel.root)
-        .args(["--kver", &kernel.kver, "-C"])
-        .arg(&high)
-        .arg("-C")
-        .arg(&low)
-        .args(["--cmdline", "/proc/cmdline"])
-        .output()
-        .unwrap();
+    let (modprobe, ours) = support::config_both(&kernel, &[&high, &low]);
     assert_eq!(
         ours.status.code(),
         Some(1),
         "bad lines make the exit status 1"
     );
 
-    let theirs = String::from_utf8_lossy(&modprobe.stdout);
-    let theirs: Vec<&str> = theirs
-        .lines()
-        .take_while(|l| !l.starts_with("# End of configuration files"))
-        .filter(|l| !l.is_empty())
-        .collect();
-    let ours_text = String::from_utf8_lossy(&ours.stdout);
-    let ours_lines: Vec<&str> = ours_text
-        .lines()
-        .map(|l| l.rsplit_once("  # ").map_or(l, |(line, _)| line))
-        .collect();
-    let plain = |lines: &[&str]| -> Vec<String> {
+    let theirs = support::config_lines(&modprobe.stdout, false);
+    let ours_lines = support::config_lines(&ours.stdout, true);
+    let plain = |lines: &[String]| -> Vec<String> {
         lines
             .iter()
             .filter(|l| !l.starts_with("softdep ") && !l.starts_with("weakdep "))
-            .map(|l| l.to_string())
+            .cloned()
             .collect()
     };
-    let softdep_modules = |lines: &[&str]| -> Vec<String> {
+    let softdep_modules = |lines: &[String]| -> Vec<String> {
         lines
             .iter()
             .filter_map(|l| l.strip_prefix("softdep "))

@@ -16,7 +16,6 @@ mod support;
 
 use modaliasd::index::ModuleTree;
 use std::path::Path;
-use std::process::Command;
 use support::{KernelTree, Rng, TempDir, kernel_tree};
 
 /// Seeds per run; MODALIASD_CONFIG_SEEDS=N runs more, and MODALIASD_CONFIG_FIRST_SEED=N
@@ -265,47 +264,17 @@ fn compare_plans(kernel: &KernelTree, seed: u64, high: &Path, low: &Path, querie
 }
 
 fn compare_config(kernel: &KernelTree, seed: u64, high: &Path, low: &Path) {
-    let modprobe = Command::new("modprobe")
-        .arg("-c")
-        .arg("-d")
-        .arg(&kernel.root)
-        .args(["-S", &kernel.kver, "-C"])
-        .arg(high)
-        .arg("-C")
-        .arg(low)
-        .output()
-        .unwrap();
-    let ours = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
-        .arg("config")
-        .arg("--root")
-        .arg(&kernel.root)
-        .args(["--kver", &kernel.kver, "-C"])
-        .arg(high)
-        .arg("-C")
-        .arg(low)
-        .args(["--cmdline", "/proc/cmdline"])
-        .output()
-        .unwrap();
+    let (theirs, ours) = support::config_both(kernel, &[high, low]);
     // softdep lines are left out: kmod 30's -c prints them without the space before `post:`.
-    let plain = |text: &str, ours: bool| -> Vec<String> {
-        // Split on newlines only: `lines()` would also drop a carriage return that ends a
-        // line's text, which is part of the configuration's value.
-        text.split('\n')
-            .take_while(|l| !l.starts_with("# End of configuration files"))
-            .filter(|l| !l.is_empty() && !l.starts_with("softdep ") && !l.starts_with("weakdep "))
-            .map(|l| {
-                if ours {
-                    l.rsplit_once("  # ").map_or(l, |(line, _)| line)
-                } else {
-                    l
-                }
-                .to_string()
-            })
+    let plain = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| !l.starts_with("softdep ") && !l.starts_with("weakdep "))
             .collect()
     };
     assert_eq!(
-        plain(&String::from_utf8_lossy(&ours.stdout), true),
-        plain(&String::from_utf8_lossy(&modprobe.stdout), false),
+        plain(support::config_lines(&ours.stdout, true)),
+        plain(support::config_lines(&theirs.stdout, false)),
         "seed {seed}: config against modprobe -c\n{}",
         dirs_text(high, low)
     );

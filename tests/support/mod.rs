@@ -267,3 +267,52 @@ pub fn distinct_lines(stdout: &[u8], kernel: &KernelTree) -> Vec<String> {
         .filter(|l| seen.insert(l.clone()))
         .collect()
 }
+
+/// `modprobe -c` and `modaliasd config` on the fixture tree `kernel` with the configuration
+/// directories `config` (one `-C` each) and this machine's command line: (theirs, ours).
+pub fn config_both(
+    kernel: &KernelTree,
+    config: &[&Path],
+) -> (std::process::Output, std::process::Output) {
+    let mut theirs = std::process::Command::new("modprobe");
+    theirs
+        .arg("-c")
+        .arg("-d")
+        .arg(&kernel.root)
+        .args(["-S", &kernel.kver]);
+    let mut ours = std::process::Command::new(env!("CARGO_BIN_EXE_modaliasd"));
+    ours.args(["config", "--root"]).arg(&kernel.root).args([
+        "--kver",
+        &kernel.kver,
+        "--cmdline",
+        "/proc/cmdline",
+    ]);
+    for dir in config {
+        theirs.arg("-C").arg(dir);
+        ours.arg("-C").arg(dir);
+    }
+    (
+        theirs.output().expect("run modprobe (Debian package kmod)"),
+        ours.output().unwrap(),
+    )
+}
+
+/// The configuration lines of `modprobe -c`'s output (`ours` false: up to its index dump,
+/// without its empty lines) or of `modaliasd config`'s (`ours`: each without its
+/// `  # FILE:LINE`). Split on newlines only: `lines()` would also drop a carriage return that
+/// ends a line's text, which is part of the configuration's value.
+pub fn config_lines(stdout: &[u8], ours: bool) -> Vec<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let lines = text.split_terminator('\n');
+    if ours {
+        lines
+            .map(|l| l.rsplit_once("  # ").map_or(l, |(line, _)| line).to_owned())
+            .collect()
+    } else {
+        lines
+            .take_while(|l| !l.starts_with("# End of configuration files"))
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
