@@ -183,9 +183,21 @@ pub fn resolve_verbose(root: &Path, kver: &str, keys: &[&str]) -> (String, Strin
     )
 }
 
-/// An initramfs that a real generator built, unpacked at `root`: at boot the daemon finds the
-/// saved index fresh, and it answers for drivers the image holds (e1000, usb-storage).
-pub fn assert_fresh_index(root: &Path, kver: &str) {
+/// An initramfs that a real generator built, unpacked at `root`: it holds the binary and a
+/// saved index, which the daemon finds fresh at boot and which answers for drivers the image
+/// holds (e1000, usb-storage).
+pub fn assert_image_has_the_daemon(root: &Path, kver: &str) {
+    assert!(
+        root.join("usr/sbin/modaliasd").exists(),
+        "no binary in the image"
+    );
+    assert!(
+        root.join("usr/lib/modules")
+            .join(kver)
+            .join("modaliasd.index")
+            .exists(),
+        "no index in the image"
+    );
     let (answer, log) = resolve_verbose(
         root,
         kver,
