@@ -19,19 +19,17 @@ use crate::rules::{Request, Rules};
 use crate::uevent::Event;
 use std::collections::HashSet;
 
-/// The longest chain of insertions in `work`, weighed by module file size: a module can only
-/// start once those it waits for are in, and decompressing, relocating and linking a module
-/// cost roughly in proportion to its size (`kvm` is 1.3 MB behind `irqbypass`; the sound
-/// stack is nine modules deep). Missing files weigh nothing.
-pub fn longest_chain(work: &Work, module_dir: &std::path::Path) -> u64 {
+/// The longest chain of insertions in `work`, weighed by module file size (`size` of a path
+/// in the module directory): a module can only start once those it waits for are in, and
+/// decompressing, relocating and linking a module cost roughly in proportion to its size
+/// (`kvm` is 1.3 MB behind `irqbypass`; the sound stack is nine modules deep).
+pub fn longest_chain(work: &Work, size: &mut impl FnMut(&str) -> u64) -> u64 {
     let mut longest = 0;
     for plan in &work.plans {
         let mut done: Vec<(&str, u64)> = Vec::new();
         for step in plan {
             let own = match &step.action {
-                crate::modprobe::plan::Action::Insert { path } => {
-                    std::fs::metadata(module_dir.join(path)).map_or(0, |m| m.len())
-                }
+                crate::modprobe::plan::Action::Insert { path } => size(path),
                 _ => 0,
             };
             let before = step
@@ -52,9 +50,16 @@ pub fn longest_chain(work: &Work, module_dir: &std::path::Path) -> u64 {
 /// insertions ([`longest_chain`]), so that the last module of coldplug is not one whose chain
 /// started late. Ties keep the scan order.
 pub fn coldplug_order(works: &mut [(bool, Work)], module_dir: &std::path::Path) {
-    // Stable, and each chain weighed once (it reads file sizes).
+    // Many devices share modules: each file's size is read once (a missing file weighs
+    // nothing), and each chain weighed once. The sort is stable.
+    let mut sizes: std::collections::HashMap<String, u64> = Default::default();
+    let mut size = |path: &str| {
+        *sizes
+            .entry(path.to_owned())
+            .or_insert_with(|| std::fs::metadata(module_dir.join(path)).map_or(0, |m| m.len()))
+    };
     works.sort_by_cached_key(|(first, work)| {
-        (!*first, std::cmp::Reverse(longest_chain(work, module_dir)))
+        (!*first, std::cmp::Reverse(longest_chain(work, &mut size)))
     });
 }
 
@@ -393,7 +398,8 @@ mod tests {
         }
         // a and c both wait for nothing; b waits for a: the chain a -> b weighs 400, not 650.
         let wide = work(vec![step("a", &[]), step("c", &[]), step("b", &["a"])]);
-        assert_eq!(longest_chain(&wide, &dir), 400);
+        let mut size = |path: &str| std::fs::metadata(dir.join(path)).map_or(0, |m| m.len());
+        assert_eq!(longest_chain(&wide, &mut size), 400);
         let mut works = vec![
             (false, work(vec![step("missing", &[])])),
             (false, work(vec![step("c", &[])])),
