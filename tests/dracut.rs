@@ -90,14 +90,13 @@ echo o > /proc/sysrq-trigger
     std::fs::create_dir_all(&work).unwrap();
     let script = format!(
         "set -e
-mount -t overlay overlay -o lowerdir={over}:{dracut}/usr:/usr /usr
+{overlay}
 mount --bind {modules} /usr/lib/modules/{kver}
 dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
     --modules 'base rootfs-block modaliasd' --no-compress --no-early-microcode \
     --include {probe} /usr/lib/dracut/hooks/pre-udev/99-probe.sh \
     --force {image} {kver}",
-        over = over.display(),
-        dracut = dracut.display(),
+        overlay = support::overlay_usr(&[&over, &dracut.join("usr")]),
         modules = tree.module_dir().display(),
         conf = conf.display(),
         confdir = confdir.display(),

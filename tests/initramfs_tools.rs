@@ -90,12 +90,14 @@ poweroff -f
     let image = tmp.path().join("initrd.img");
     let script = format!(
         "set -e
-mount -t overlay overlay -o lowerdir={over}:{fixture}/usr:/usr /usr
+{overlay}
 mount --bind {modules} /usr/lib/modules/{kver}
 mount --bind {boot} /boot
 mkinitramfs -d {conf} -o {image} {kver}",
-        over = over.display(),
-        fixture = support::unpacked_debs("initramfs-tools", "usr/sbin/mkinitramfs").display(),
+        overlay = support::overlay_usr(&[
+            &over,
+            &support::unpacked_debs("initramfs-tools", "usr/sbin/mkinitramfs").join("usr"),
+        ]),
         modules = tree.module_dir().display(),
         boot = tree.root.join("boot").display(),
         conf = conf.display(),

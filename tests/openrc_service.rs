@@ -14,9 +14,9 @@ fn openrc_run(script: &Path, commands: &[&str]) -> Vec<String> {
         "set -e
 mount -t tmpfs tmpfs /run
 mkdir -p /run/openrc
-mount -t overlay overlay -o lowerdir={}/usr:/usr /usr
+{}
 ",
-        openrc.display()
+        support::overlay_usr(&[&openrc.join("usr")])
     );
     for command in commands {
         // insserv's configuration is not there; openrc-run says so and goes on.

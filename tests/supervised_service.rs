@@ -49,11 +49,11 @@ exec {real} \"$@\"
     let sh = format!(
         "set -e
 mount -t tmpfs tmpfs /run
-mount -t overlay overlay -o lowerdir={over}:{supervisors}/usr:/usr /usr
+{overlay}
 export LD_LIBRARY_PATH={supervisors}/usr/lib/x86_64-linux-gnu
 cd {tmp}
 {script}",
-        over = tmp.join("over/usr").display(),
+        overlay = support::overlay_usr(&[&tmp.join("over/usr"), &supervisors.join("usr")]),
         supervisors = supervisors.display(),
         tmp = tmp.display(),
     );

@@ -26,10 +26,9 @@ fn verify(units: &Path, names: &[&str]) -> String {
         "systemd-analyze",
         &format!(
             "set -e
-mount -t overlay overlay -o lowerdir={over}/usr:{systemd}/usr:/usr /usr
+{overlay}
 systemd-analyze verify --man=no {files}",
-            over = over.path().display(),
-            systemd = systemd.display(),
+            overlay = support::overlay_usr(&[&over.path().join("usr"), &systemd.join("usr")]),
             files = files.join(" "),
         ),
     )

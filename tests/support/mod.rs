@@ -162,6 +162,16 @@ pub fn run_in_private_mounts(what: &str, script: &str) -> std::process::Output {
     out
 }
 
+/// The shell line that lays `usr_trees` (each laid out like /usr, the first on top) over /usr,
+/// for a script in a private mount namespace.
+pub fn overlay_usr(usr_trees: &[&Path]) -> String {
+    let lower: Vec<String> = usr_trees.iter().map(|d| d.display().to_string()).collect();
+    format!(
+        "mount -t overlay overlay -o lowerdir={}:/usr /usr",
+        lower.join(":")
+    )
+}
+
 /// [`run_in_private_mounts`], and what it printed: standard output, then standard error.
 pub fn in_private_mounts(what: &str, script: &str) -> String {
     let out = run_in_private_mounts(what, script);
