@@ -2,7 +2,8 @@
 //!
 //! [`PatternSet`] compiles a table of patterns (a `modules.alias`, say) so that one lookup reports
 //! every pattern that matches a string, with exactly the answers of glibc's
-//! `fnmatch(pattern, string, 0)`. Regular patterns go into one [`Automaton`]; the rare pattern that
+//! `fnmatch(pattern, string, 0)`. Patterns without a wildcard go into a hash table
+//! ([`LiteralTable`]), the other regular patterns into one [`Automaton`]; the rare pattern that
 //! uses locale-dependent or malformed syntax is kept aside and handed to libc (see [`pattern`]).
 //!
 //! ```
@@ -16,24 +17,28 @@
 //! ```
 
 pub mod automaton;
+pub mod literal;
 pub mod pattern;
 pub mod pci;
 
 pub use automaton::{Automaton, Scratch};
+pub use literal::LiteralTable;
 pub use pattern::{Glob, fnmatch, libc_fnmatch};
 pub use pci::PciIndex;
 
 /// A compiled table of patterns, each carrying a caller-chosen `u32` value.
 #[derive(Clone, Debug, Default)]
 pub struct PatternSet {
-    /// Every regular pattern except those `pci` holds.
+    /// Patterns that match exactly one string.
+    pub(crate) literals: LiteralTable,
+    /// Every other regular pattern except those `pci` holds.
     pub(crate) automaton: Automaton,
     /// Patterns in the kernel's PCI layout, for keys in that layout ...
     pub(crate) pci: PciIndex,
     /// ... and the same patterns for every other key that starts like them.
     pub(crate) pci_automaton: Automaton,
-    /// No pattern outside those two can match a key that starts with `pci:v`, so such a key
-    /// need not walk `automaton` at all.
+    /// No pattern outside those two and `literals` can match a key that starts with `pci:v`, so
+    /// such a key need not walk `automaton` at all.
     pub(crate) pci_only: bool,
     /// Patterns outside the compiled subset: (pattern, length of its literal prefix, value).
     /// The prefix is compared byte for byte, the rest handed to libc's `fnmatch`.
@@ -50,6 +55,17 @@ pub enum Syntax {
     /// two agree on every pattern without a backslash before its first wildcard, which is every
     /// pattern the kernel generates.
     Libkmod,
+}
+
+/// The only string a pattern matches when all its tokens are literal.
+fn literal_string(tokens: &[pattern::Token]) -> Option<Vec<u8>> {
+    tokens
+        .iter()
+        .map(|t| match *t {
+            pattern::Token::Literal(b) => Some(b),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether a pattern could match some string that starts with `prefix`: its literal tokens
@@ -75,6 +91,7 @@ impl PatternSet {
         patterns: impl IntoIterator<Item = (&'a [u8], u32)>,
     ) -> PatternSet {
         let mut regular = Vec::new();
+        let mut literals = Vec::new();
         let mut irregular = Vec::new();
         let (mut pci_fields, mut pci_regular) = (Vec::new(), Vec::new());
         let mut pci_only = true;
@@ -95,6 +112,8 @@ impl PatternSet {
                         // The PCI layout has no backslash, so both syntaxes read it alike.
                         pci_fields.push(fields);
                         pci_regular.push((t, value));
+                    } else if let Some(s) = literal_string(&t) {
+                        literals.push((s, value));
                     } else {
                         pci_only &= !may_start_like(&t, pci::PREFIX);
                         regular.push((t, value));
@@ -107,6 +126,7 @@ impl PatternSet {
             }
         }
         PatternSet {
+            literals: LiteralTable::build(literals.iter().map(|(s, v)| (&s[..], *v))),
             automaton: Automaton::build(&regular),
             pci: PciIndex::build(pci_fields),
             pci_automaton: Automaton::build(&pci_regular),
@@ -117,6 +137,7 @@ impl PatternSet {
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
+        self.literals.find(key, out);
         if key.starts_with(pci::PREFIX) {
             if !self.pci.find(key, out) {
                 self.pci_automaton.search(key, scratch, out);
@@ -136,6 +157,10 @@ impl PatternSet {
 
     pub fn automaton(&self) -> &Automaton {
         &self.automaton
+    }
+
+    pub fn literals(&self) -> &LiteralTable {
+        &self.literals
     }
 
     pub fn pci(&self) -> &PciIndex {

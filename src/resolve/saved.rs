@@ -24,11 +24,11 @@ use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp, source_fingerprint};
 use crate::matcher::automaton::{ContainsSet, Mapping, Stored};
 use crate::matcher::pattern::ByteSet;
 use crate::matcher::pci::{FieldPattern, Slot};
-use crate::matcher::{Automaton, PatternSet, PciIndex};
+use crate::matcher::{Automaton, LiteralTable, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 6;
+const FORMAT: u32 = 7;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -49,6 +49,7 @@ unsafe impl Plain for SymbolEntry {}
 unsafe impl Plain for ByteSet {}
 unsafe impl Plain for FieldPattern {}
 unsafe impl Plain for Slot {}
+unsafe impl Plain for [u32; 4] {}
 
 fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
     // SAFETY: T is Plain: no padding, so every byte is initialised.
@@ -189,6 +190,9 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.slice(&resolver.pattern_bytes[..]);
     w.slice(resolver.aliases_file.as_bytes());
     let set = &resolver.patterns;
+    w.slice(&set.literals.records);
+    w.slice(&set.literals.bytes);
+    w.slice(&set.literals.values);
     write_automaton(&mut w, &set.automaton);
     write_automaton(&mut w, &set.pci_automaton);
     w.align();
@@ -294,6 +298,9 @@ fn read(
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
+    let (records, bytes, values) = (r.vec()?, r.vec()?, r.vec()?);
+    let literals = LiteralTable::from_parts(records, bytes, values, res.entries.len() as u32)
+        .map_err(|what| r.corrupt(what))?;
     let automaton = read_automaton(&mut r, map)?;
     let pci_automaton = read_automaton(&mut r, map)?;
     r.align()?;
@@ -329,6 +336,7 @@ fn read(
         return Err(r.corrupt("trailing bytes"));
     }
     res.patterns = PatternSet {
+        literals,
         automaton,
         pci,
         pci_automaton,
