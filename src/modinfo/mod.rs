@@ -72,15 +72,24 @@ impl ModuleInfo {
     /// when the file is absent (an old kernel).
     pub fn builtin(module_dir: &Path, name: &str) -> Option<ModuleInfo> {
         let data = std::fs::read(module_dir.join("modules.builtin.modinfo")).ok()?;
+        Some(ModuleInfo::from_builtin_modinfo(&data, name))
+    }
+
+    /// `name`'s strings in the contents of `modules.builtin.modinfo`: its first run of
+    /// consecutive strings only, as libkmod reads them. A name can have several runs when two
+    /// objects built into the kernel share a module name (arm64's `arm_cci` is both the CCI bus
+    /// driver and its PMU driver); `modinfo` shows the first.
+    pub fn from_builtin_modinfo(data: &[u8], name: &str) -> ModuleInfo {
         let prefix = format!("{name}.");
-        let fields = elf::strings(&data)
-            .filter_map(|s| s.strip_prefix(prefix.as_bytes()))
+        let fields = elf::strings(data)
+            .skip_while(|s| !s.starts_with(prefix.as_bytes()))
+            .map_while(|s| s.strip_prefix(prefix.as_bytes()))
             .map(split_field)
             .collect();
-        Some(ModuleInfo {
+        ModuleInfo {
             fields,
             signature: None,
-        })
+        }
     }
 
     /// The first value of `key`.
@@ -289,6 +298,30 @@ mod tests {
         assert_eq!(hex(&[0xab, 1]).unwrap(), b"AB:01");
         let s = String::from_utf8(hex(&[0; 21]).unwrap()).unwrap();
         assert_eq!(s, format!("{}\n\t\t00", "00:".repeat(20)));
+    }
+
+    #[test]
+    fn a_builtin_module_is_its_first_run_of_strings() {
+        let data = b"a.license=GPL\0m.description=bus\0m.file=drivers/bus/m\0\
+                     b.license=GPL\0m.description=pmu\0m.file=drivers/perf/m\0";
+        let info = ModuleInfo::from_builtin_modinfo(data, "m");
+        let values: Vec<_> = info
+            .fields
+            .iter()
+            .map(|f| f.value.clone().unwrap())
+            .collect();
+        assert_eq!(values, [&b"bus"[..], b"drivers/bus/m"]);
+        assert!(
+            ModuleInfo::from_builtin_modinfo(data, "n")
+                .fields
+                .is_empty()
+        );
+        // A name that only prefixes another module's name is not that module.
+        assert!(
+            ModuleInfo::from_builtin_modinfo(b"mm.file=x\0", "m")
+                .fields
+                .is_empty()
+        );
     }
 
     #[test]
