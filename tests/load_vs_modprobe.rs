@@ -135,3 +135,8 @@ fn debian_6_12_load_show_depends_matches_modprobe() {
 fn debian_6_1_load_show_depends_matches_modprobe() {
     compare_tree("6.1");
 }
+
+#[test]
+fn debian_arm64_6_1_load_show_depends_matches_modprobe() {
+    compare_tree("arm64-6.1");
+}

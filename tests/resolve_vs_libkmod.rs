@@ -77,6 +77,12 @@ fn debian_6_1_identical_to_libkmod() {
     differential(&kernel_tree("6.1"), 0x6_01);
 }
 
+/// Another architecture's corpus: mostly device-tree (`of:`) patterns, other buses.
+#[test]
+fn debian_arm64_6_1_identical_to_libkmod() {
+    differential(&kernel_tree("arm64-6.1"), 0xa64_601);
+}
+
 /// mkinitcpio keeps only kmod's binary indexes; the saved index must answer like a fresh compile.
 #[test]
 fn binary_indexes_and_the_saved_index_answer_like_the_text_files() {
