@@ -304,12 +304,7 @@ impl ModuleTree {
                 if line.is_empty() || line[0] == b'#' {
                     continue;
                 }
-                let mut fields = line
-                    .split(|&c| c == b' ' || c == b'\t')
-                    .filter(|f| !f.is_empty());
-                let (Some(b"alias"), Some(pattern), Some(module), None) =
-                    (fields.next(), fields.next(), fields.next(), fields.next())
-                else {
+                let Some((pattern, module)) = split_alias_line(line) else {
                     self.warn(name, no, "expected 'alias PATTERN MODULE'; line skipped");
                     continue;
                 };
@@ -474,6 +469,24 @@ fn lines(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
         .map(|(i, l)| (i as u64 + 1, l))
 }
 
+/// `alias PATTERN MODULE` into the pattern and the module. depmod writes a module's
+/// `MODULE_ALIAS` value as it is, and a value may contain blanks (arm64's sound cards have
+/// `alias mt8183_da7219_max98357 soc card mt8183_da7219_max98357`), which the `.bin` keeps in its
+/// key. So the module is the last field and the pattern everything between it and `alias`.
+fn split_alias_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    let rest = line.strip_prefix(b"alias")?;
+    if !rest.first().is_some_and(blank) {
+        return None;
+    }
+    let rest = rest.trim_ascii_end();
+    let split = rest.iter().rposition(blank)?;
+    let (pattern, module) = (&rest[..split], &rest[split + 1..]);
+    let start = pattern.iter().position(|c| !blank(c))?;
+    let end = pattern.iter().rposition(|c| !blank(c))?;
+    Some((&pattern[start..=end], module))
+}
+
 /// `kernel/x/a.ko.xz: kernel/y/b.ko.xz kernel/z/c.ko.xz`
 fn parse_dep_line(line: &str) -> Option<Module> {
     let (path, deps) = line.split_once(':')?;
@@ -491,6 +504,33 @@ fn parse_dep_line(line: &str) -> Option<Module> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alias_lines_keep_the_blanks_inside_a_pattern() {
+        let split = |l: &str| {
+            split_alias_line(l.as_bytes()).map(|(p, m)| {
+                (
+                    String::from_utf8(p.to_vec()).unwrap(),
+                    String::from_utf8(m.to_vec()).unwrap(),
+                )
+            })
+        };
+        let pair = |p: &str, m: &str| Some((p.to_owned(), m.to_owned()));
+        assert_eq!(split("alias pci:v*d* m"), pair("pci:v*d*", "m"));
+        assert_eq!(split("alias\tx  m \r"), pair("x", "m"));
+        assert_eq!(split("alias a soc card a"), pair("a soc card", "a"));
+        assert_eq!(split("alias a  b\tc d"), pair("a  b\tc", "d"));
+        for bad in [
+            "alias m",
+            "alias  m",
+            "alias",
+            "aliasx y m",
+            "options m x=1",
+            "",
+        ] {
+            assert_eq!(split(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn dep_lines() {
