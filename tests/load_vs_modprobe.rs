@@ -137,6 +137,6 @@ fn debian_6_1_load_show_depends_matches_modprobe() {
 }
 
 #[test]
-fn debian_arm64_6_1_load_show_depends_matches_modprobe() {
-    compare_tree("arm64-6.1");
+fn debian_arm64_6_12_load_show_depends_matches_modprobe() {
+    compare_tree("arm64-6.12");
 }

@@ -103,7 +103,7 @@ fn every_module_file_of_the_6_1_tree() {
 
 #[test]
 fn every_module_file_of_the_arm64_tree() {
-    every_file_is_shown_as_kmod_shows_it("arm64-6.1");
+    every_file_is_shown_as_kmod_shows_it("arm64-6.12");
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn names_aliases_builtins_and_fields() {
 /// arm64 has built-in modules whose strings come in two runs (`arm_cci`).
 #[test]
 fn names_aliases_builtins_and_fields_of_the_arm64_tree() {
-    names_aliases_builtins_and_fields_of("arm64-6.1");
+    names_aliases_builtins_and_fields_of("arm64-6.12");
 }
 
 fn names_aliases_builtins_and_fields_of(series: &str) {
