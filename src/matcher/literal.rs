@@ -7,24 +7,40 @@
 //! hash of the key, and leaves the automaton only the patterns that need it: for a `platform:`
 //! key it now dies a few nodes in.
 
+use super::automaton::Stored;
+
 /// Empty slot marker in the open-addressed table.
 const EMPTY: u64 = 0;
 
 /// A set of byte strings, each with the values of the patterns that are exactly that string.
-#[derive(Clone, Debug, Default)]
+///
+/// The arrays are saved in the index file and used in place from its mapping, like the
+/// automaton, so a daemon keeps resident only the pages its lookups touch.
+#[derive(Clone, Debug)]
 pub struct LiteralTable {
     /// Per distinct string: start and length in `bytes`, start and count in `values`.
-    pub(crate) records: Vec<[u32; 4]>,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) values: Vec<u32>,
+    pub(crate) records: Stored<[u32; 4]>,
+    pub(crate) bytes: Stored<u8>,
+    pub(crate) values: Stored<u32>,
     /// Open addressing with linear probing, a power of two long and at most half full. A slot
     /// holds the string's hash in its upper half and its record index plus one in its lower.
-    /// Derived from `records` (never saved), so a saved file cannot make a lookup miss.
-    slots: Vec<u64>,
+    pub(crate) slots: Stored<u64>,
     /// Which (length, first byte) pairs some string has, by [`filter_bit`]: most keys of a bus
     /// without plain patterns (every PCI key, most USB keys) are turned away here without
-    /// hashing 50 bytes or touching the table.
-    filter: Vec<u64>,
+    /// hashing 50 bytes or touching the table. Derived, not saved.
+    filter: [u64; 64],
+}
+
+impl Default for LiteralTable {
+    fn default() -> Self {
+        LiteralTable {
+            records: Stored::default(),
+            bytes: Stored::default(),
+            values: Stored::default(),
+            slots: Stored::default(),
+            filter: [0; 64],
+        }
+    }
 }
 
 /// The word and bit of `filter` for a string; the empty string has its own.
@@ -43,35 +59,54 @@ impl LiteralTable {
             .map(|(i, (s, v))| (s, v, i))
             .collect();
         items.sort_by(|a, b| a.0.cmp(b.0).then(a.2.cmp(&b.2)));
-        let mut table = LiteralTable::default();
+        let (mut records, mut bytes, mut values) = (Vec::new(), Vec::new(), Vec::new());
         for group in items.chunk_by(|a, b| a.0 == b.0) {
             let s = group[0].0;
-            table.records.push([
-                table.bytes.len() as u32,
+            records.push([
+                bytes.len() as u32,
                 s.len() as u32,
-                table.values.len() as u32,
+                values.len() as u32,
                 group.len() as u32,
             ]);
-            table.bytes.extend_from_slice(s);
-            table.values.extend(group.iter().map(|g| g.1));
+            bytes.extend_from_slice(s);
+            values.extend(group.iter().map(|g| g.1));
         }
-        table
-            .index()
-            .expect("distinct strings in range: built just above");
+        // Distinct strings, so no probe sequence ever meets its own string.
+        let len = (records.len() * 2).next_power_of_two().max(16);
+        let mut slots = vec![EMPTY; len];
+        for (i, &[s, l, ..]) in records.iter().enumerate() {
+            let h = hash(&bytes[s as usize..][..l as usize]);
+            let mut at = h as usize & (len - 1);
+            while slots[at] != EMPTY {
+                at = (at + 1) & (len - 1);
+            }
+            slots[at] = (h & !0xFFFF_FFFF) | (i as u64 + 1);
+        }
+        let mut table = LiteralTable {
+            records: Stored::from_vec(records),
+            bytes: Stored::from_vec(bytes),
+            values: Stored::from_vec(values),
+            slots: Stored::from_vec(slots),
+            filter: [0; 64],
+        };
+        table.derive_filter();
         table
     }
 
-    /// Rebuilds the table from saved parts, checking every range and that the strings are
-    /// distinct.
+    /// A table from saved parts, checked so that a damaged file is an error, never a crash or
+    /// a wrong answer: every range lies inside its array, every value is below `value_limit`,
+    /// and every string is found, by a probe that ends at its own record (so none is stored
+    /// twice and none is lost).
     pub(crate) fn from_parts(
-        records: Vec<[u32; 4]>,
-        bytes: Vec<u8>,
-        values: Vec<u32>,
+        records: Stored<[u32; 4]>,
+        bytes: Stored<u8>,
+        values: Stored<u32>,
+        slots: Stored<u64>,
         value_limit: u32,
     ) -> Result<LiteralTable, &'static str> {
         let in_range =
             |start: u32, len: u32, limit: usize| (start as u64 + len as u64) <= limit as u64;
-        for &[s, l, vs, vc] in &records {
+        for &[s, l, vs, vc] in records.iter() {
             if !in_range(s, l, bytes.len()) || !in_range(vs, vc, values.len()) {
                 return Err("literal pattern out of range");
             }
@@ -79,40 +114,54 @@ impl LiteralTable {
         if values.iter().any(|&v| v >= value_limit) {
             return Err("literal pattern value out of range");
         }
+        // A power of two long, and with an empty slot so that every probe ends.
+        let shape_ok = slots.is_empty() && records.is_empty()
+            || slots.len().is_power_of_two() && slots.contains(&EMPTY);
+        let slot_ok =
+            |&slot: &u64| slot == EMPTY || (1..=records.len()).contains(&(slot as u32 as usize));
+        if !shape_ok || !slots.iter().all(slot_ok) {
+            return Err("literal table damaged");
+        }
         let mut table = LiteralTable {
             records,
             bytes,
             values,
-            slots: Vec::new(),
-            filter: Vec::new(),
+            slots,
+            filter: [0; 64],
         };
-        table.index()?;
+        for i in 0..table.records.len() {
+            if table.probe(table.string(i)) != Some(i) {
+                return Err("literal pattern not found where it is stored");
+            }
+        }
+        table.derive_filter();
         Ok(table)
     }
 
-    fn index(&mut self) -> Result<(), &'static str> {
-        let len = (self.records.len() * 2).next_power_of_two().max(16);
-        let (mut slots, mut filter) = (vec![EMPTY; len], vec![0; 64]);
+    fn derive_filter(&mut self) {
         for i in 0..self.records.len() {
-            let s = self.string(i);
-            let (word, bit) = filter_bit(s);
-            filter[word] |= bit;
-            let h = hash(s);
-            let mut at = h as usize & (len - 1);
-            loop {
-                let slot = slots[at];
-                if slot == EMPTY {
-                    slots[at] = (h & !0xFFFF_FFFF) | (i as u64 + 1);
-                    break;
-                }
-                if self.string((slot as u32 - 1) as usize) == s {
-                    return Err("literal pattern stored twice");
-                }
-                at = (at + 1) & (len - 1);
-            }
+            let (word, bit) = filter_bit(self.string(i));
+            self.filter[word] |= bit;
         }
-        (self.slots, self.filter) = (slots, filter);
-        Ok(())
+    }
+
+    /// The record of the string equal to `key`. Ends: the table is never full (checked).
+    #[inline]
+    fn probe(&self, key: &[u8]) -> Option<usize> {
+        let h = hash(key);
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut at = h as usize & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == EMPTY {
+                return None;
+            }
+            let record = (slot as u32 - 1) as usize;
+            if (slot ^ h) >> 32 == 0 && self.string(record) == key {
+                return Some(record);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     fn string(&self, record: usize) -> &[u8] {
@@ -131,29 +180,13 @@ impl LiteralTable {
     /// Appends the values of the string equal to `key`, if there is one.
     #[inline]
     pub fn find(&self, key: &[u8], out: &mut Vec<u32>) {
-        if self.records.is_empty() {
-            return;
-        }
         let (word, bit) = filter_bit(key);
         if self.filter[word] & bit == 0 {
             return;
         }
-        let h = hash(key);
-        let mask = self.slots.len() - 1;
-        let mut at = h as usize & mask;
-        loop {
-            let slot = self.slots[at];
-            if slot == EMPTY {
-                return;
-            }
-            if (slot ^ h) >> 32 == 0 {
-                let [s, l, vs, vc] = self.records[(slot as u32 - 1) as usize];
-                if l as usize == key.len() && &self.bytes[s as usize..][..l as usize] == key {
-                    out.extend_from_slice(&self.values[vs as usize..][..vc as usize]);
-                    return;
-                }
-            }
-            at = (at + 1) & mask;
+        if let Some(record) = self.probe(key) {
+            let [_, _, start, count] = self.records[record];
+            out.extend_from_slice(&self.values[start as usize..][..count as usize]);
         }
     }
 }
@@ -222,13 +255,37 @@ mod tests {
     #[test]
     fn saved_parts_are_checked() {
         let t = LiteralTable::build([(&b"ab"[..], 0), (&b"cd"[..], 1)]);
-        let again =
-            LiteralTable::from_parts(t.records.clone(), t.bytes.clone(), t.values.clone(), 2);
-        assert_eq!(again.unwrap().slots, t.slots);
-        let twice = vec![t.records[0], t.records[0]];
-        assert!(LiteralTable::from_parts(twice, t.bytes.clone(), t.values.clone(), 2).is_err());
-        let long = vec![[0, 5, 0, 1]];
-        assert!(LiteralTable::from_parts(long, t.bytes.clone(), t.values.clone(), 2).is_err());
-        assert!(LiteralTable::from_parts(t.records.clone(), t.bytes.clone(), t.values, 1).is_err());
+        let parts = |records: Vec<[u32; 4]>, slots: Vec<u64>, limit| {
+            LiteralTable::from_parts(
+                Stored::from_vec(records),
+                t.bytes.clone(),
+                t.values.clone(),
+                Stored::from_vec(slots),
+                limit,
+            )
+        };
+        let (records, slots) = (t.records.to_vec(), t.slots.to_vec());
+        let again = parts(records.clone(), slots.clone(), 2).unwrap();
+        let mut out = Vec::new();
+        again.find(b"cd", &mut out);
+        assert_eq!(out, [1]);
+
+        let twice = vec![records[0], records[0]];
+        assert!(parts(twice, slots.clone(), 2).is_err());
+        assert!(parts(vec![[0, 5, 0, 1]], slots.clone(), 2).is_err());
+        assert!(parts(records.clone(), slots.clone(), 1).is_err());
+        assert!(
+            parts(records.clone(), vec![EMPTY; 16], 2).is_err(),
+            "strings lost"
+        );
+        assert!(
+            parts(records.clone(), vec![1; 16], 2).is_err(),
+            "no empty slot"
+        );
+        assert!(
+            parts(records.clone(), vec![EMPTY; 12], 2).is_err(),
+            "not a power of two"
+        );
+        assert!(parts(Vec::new(), Vec::new(), 2).unwrap().is_empty());
     }
 }

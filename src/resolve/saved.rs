@@ -28,7 +28,7 @@ use crate::matcher::{Automaton, LiteralTable, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 7;
+const FORMAT: u32 = 8;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -50,6 +50,7 @@ unsafe impl Plain for ByteSet {}
 unsafe impl Plain for FieldPattern {}
 unsafe impl Plain for Slot {}
 unsafe impl Plain for [u32; 4] {}
+unsafe impl Plain for u64 {}
 
 fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
     // SAFETY: T is Plain: no padding, so every byte is initialised.
@@ -190,9 +191,15 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.slice(&resolver.pattern_bytes[..]);
     w.slice(resolver.aliases_file.as_bytes());
     let set = &resolver.patterns;
+    // Used in place, like the automaton.
+    w.align();
     w.slice(&set.literals.records);
+    w.align();
     w.slice(&set.literals.bytes);
+    w.align();
     w.slice(&set.literals.values);
+    w.align();
+    w.slice(&set.literals.slots);
     write_automaton(&mut w, &set.automaton);
     write_automaton(&mut w, &set.pci_automaton);
     w.align();
@@ -298,8 +305,16 @@ fn read(
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
-    let (records, bytes, values) = (r.vec()?, r.vec()?, r.vec()?);
-    let literals = LiteralTable::from_parts(records, bytes, values, res.entries.len() as u32)
+    r.align()?;
+    let records = r.stored(map)?;
+    r.align()?;
+    let bytes = r.stored(map)?;
+    r.align()?;
+    let values = r.stored(map)?;
+    r.align()?;
+    let slots = r.stored(map)?;
+    let entries = res.entries.len() as u32;
+    let literals = LiteralTable::from_parts(records, bytes, values, slots, entries)
         .map_err(|what| r.corrupt(what))?;
     let automaton = read_automaton(&mut r, map)?;
     let pci_automaton = read_automaton(&mut r, map)?;
