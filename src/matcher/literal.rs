@@ -1,6 +1,6 @@
 //! Patterns without a wildcard, answered by one hash probe on the whole key.
 //!
-//! About one alias pattern in eight is a plain string (`platform:serial8250`, `i2c:tmp102`,
+//! About one alias pattern in eight is a plain string (`platform:gpio_exar`, `i2c:tmp102`,
 //! `spi:...`). In the automaton each costs a walk of its whole length through nodes that branch
 //! widely (265 `platform:` names fan out under one node), while the question they ask is only
 //! "is the key exactly this string". Taking them out of the automaton answers that with one
