@@ -521,3 +521,70 @@ fn failed_loads_are_diagnosed_on_a_real_kernel() {
         &["not signed", "sig_enforce=Y", "mokutil --import"],
     );
 }
+
+/// A fourth machine, for drivers the other sets leave out: IPMI (found through ACPI), UAS and
+/// BOT disks behind USB 3, SAS, virtio crypto, IOMMU and 9p, VMware and Bochs display
+/// adapters, another HDA controller; and devices Debian has no driver for (a Rocker switch, an
+/// IPack carrier and its card).
+fn fourth_devices(image: &Image) -> Vec<String> {
+    let drive = |id: &str| image.drive(id);
+    let mut d: Vec<String> = Vec::new();
+    let mut dev = |args: &[&str]| d.extend(args.iter().map(|a| a.to_string()));
+    dev(&["-device", "tpci200", "-device", "ipoctal232"]);
+    dev(&[
+        "-device",
+        "ipmi-bmc-sim,id=bmc0",
+        "-device",
+        "isa-ipmi-kcs,bmc=bmc0",
+    ]);
+    dev(&["-device", "rocker"]);
+    dev(&["-object", "cryptodev-backend-builtin,id=cr0"]);
+    dev(&["-device", "virtio-crypto-pci,cryptodev=cr0"]);
+    let shared = format!(
+        "local,id=fs0,path={},security_model=none,readonly=on",
+        image.dir.path().display()
+    );
+    dev(&["-fsdev", &shared]);
+    dev(&["-device", "virtio-9p-pci,fsdev=fs0,mount_tag=host"]);
+    dev(&["-device", "mptsas1068,id=mpt", "-drive", &drive("mptd")]);
+    dev(&["-device", "scsi-hd,bus=mpt.0,drive=mptd"]);
+    dev(&["-device", "qemu-xhci,id=x4"]);
+    dev(&[
+        "-device",
+        "usb-uas,id=uas0,bus=x4.0",
+        "-drive",
+        &drive("uasd"),
+    ]);
+    dev(&["-device", "scsi-hd,bus=uas0.0,scsi-id=0,lun=0,drive=uasd"]);
+    dev(&[
+        "-device",
+        "usb-bot,id=bot0,bus=x4.0",
+        "-drive",
+        &drive("botd"),
+    ]);
+    dev(&["-device", "scsi-hd,bus=bot0.0,scsi-id=0,lun=0,drive=botd"]);
+    dev(&["-device", "vmware-svga", "-device", "bochs-display"]);
+    dev(&["-device", "ich9-intel-hda", "-audiodev", "none,id=a4"]);
+    dev(&["-device", "hda-micro,audiodev=a4"]);
+    dev(&["-device", "e1000-82544gc", "-device", "pci-serial-2x"]);
+    dev(&["-device", "virtio-iommu-pci", "-device", "ib700"]);
+    d
+}
+
+#[test]
+fn on_a_fourth_device_set_modaliasd_loads_what_udevd_loads() {
+    let tree = support::kernel_tree("6.12");
+    let mut image = Image::build(&tree);
+    let devices = fourth_devices(&image);
+    let reached = [
+        "ipmi_si",
+        "uas",
+        "mptsas",
+        "virtio_crypto",
+        "virtio_iommu",
+        "9pnet_virtio",
+        "vmwgfx",
+        "bochs",
+    ];
+    compare_with_udevd(&mut image, devices, &reached, None);
+}
