@@ -34,6 +34,7 @@ pub mod saved;
 
 use crate::index::kmod_bin::RadixTree;
 use crate::index::{AliasEntry, ModuleTree};
+use crate::matcher::automaton::Stored;
 use crate::matcher::pattern::literal_prefix_len;
 use crate::matcher::{PatternSet, Scratch, Syntax};
 use crate::names::{AliasError, normalize_alias};
@@ -175,12 +176,12 @@ pub struct Resolver {
     /// has one) need not be looked up among them. Derived, not saved.
     pub(crate) builtin_colon: bool,
     /// `modules.symbols` sorted by key then priority; keys live in `symbol_bytes`.
-    pub(crate) symbols: Vec<SymbolEntry>,
-    pub(crate) symbol_bytes: Vec<u8>,
+    pub(crate) symbols: Stored<SymbolEntry>,
+    pub(crate) symbol_bytes: Stored<u8>,
     /// All pattern entries in rank order: `modules.alias` first, then built-in aliases.
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Stored<Entry>,
     pub(crate) alias_entries: u32,
-    pub(crate) pattern_bytes: crate::matcher::automaton::Stored<u8>,
+    pub(crate) pattern_bytes: Stored<u8>,
     pub(crate) patterns: PatternSet,
     pub(crate) aliases_file: String,
     /// libkmod's trees for `modules.alias` and the built-in aliases, built on first use by a key
@@ -242,10 +243,10 @@ impl Resolver {
             aliases_file: tree.aliases_file.to_owned(),
             ..Default::default()
         };
-        let mut pattern_bytes = Vec::new();
+        let (mut entries, mut pattern_bytes) = (Vec::new(), Vec::new());
         for (order, e) in alias_order.iter().chain(builtin.iter()) {
             let module = interner.id(&e.module);
-            r.entries.push(Entry {
+            entries.push(Entry {
                 module,
                 line: e.line,
                 order: *order as u32,
@@ -255,7 +256,8 @@ impl Resolver {
             });
             pattern_bytes.extend_from_slice(&e.pattern);
         }
-        r.pattern_bytes = crate::matcher::automaton::Stored::from_vec(pattern_bytes);
+        r.entries = Stored::from_vec(entries);
+        r.pattern_bytes = Stored::from_vec(pattern_bytes);
         r.alias_entries = alias_order.len() as u32;
         r.patterns = PatternSet::build_with(
             Syntax::Libkmod,
@@ -270,14 +272,17 @@ impl Resolver {
             .map(|s| (s.pattern.clone(), s.priority, interner.id(&s.module)))
             .collect();
         symbols.sort();
+        let (mut entries, mut bytes) = (Vec::new(), Vec::new());
         for (key, _, module) in symbols {
-            r.symbols.push(SymbolEntry {
-                start: r.symbol_bytes.len() as u32,
+            entries.push(SymbolEntry {
+                start: bytes.len() as u32,
                 len: key.len() as u32,
                 module,
             });
-            r.symbol_bytes.extend_from_slice(&key);
+            bytes.extend_from_slice(&key);
         }
+        r.symbols = Stored::from_vec(entries);
+        r.symbol_bytes = Stored::from_vec(bytes);
 
         r.names = interner.names;
         r.dep_sorted = sorted_by_name(&r.names, dep_ids);

@@ -10,12 +10,13 @@
 //! less than compiling.
 //!
 //! Layout: `MAGIC`, u32 format version, u32 byte-order marker, the source stamps, then each
-//! section as a u64 element count followed by the elements; the automaton's section starts at
-//! an 8-byte boundary because it is used in place.
+//! section as a u64 element count followed by the elements; a section used in place starts at
+//! an 8-byte boundary.
 //!
-//! Loading maps the file (private, read-only). The automaton and the pattern text are used in
-//! place; everything else is copied out; after validation every page is released, so only what
-//! lookups touch becomes resident again. The file is only ever replaced by rename, never
+//! Loading maps the file (private, read-only). The arrays (the automata, the PCI and literal
+//! tables, the pattern entries and text, the symbols) are used in place; the rest (module
+//! names, flags, the rare irregular pattern) is copied out; after validation every page is
+//! released, so only what lookups touch becomes resident again. The file is only ever replaced by rename, never
 //! rewritten in place, so a mapping never sees it change under it.
 
 use super::{Entry, Resolver, SymbolEntry};
@@ -28,7 +29,7 @@ use crate::matcher::{Automaton, LiteralTable, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 8;
+const FORMAT: u32 = 9;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -184,8 +185,12 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     }
     w.slice(&resolver.dep_sorted);
     w.slice(&resolver.builtin_sorted);
+    // Used in place: only the pages lookups touch stay resident.
+    w.align();
     w.slice(&resolver.symbols);
+    w.align();
     w.slice(&resolver.symbol_bytes);
+    w.align();
     w.slice(&resolver.entries);
     w.u32(resolver.alias_entries);
     w.slice(&resolver.pattern_bytes[..]);
@@ -299,9 +304,12 @@ fn read(
     }
     res.dep_sorted = r.vec()?;
     res.builtin_sorted = r.vec()?;
-    res.symbols = r.vec()?;
-    res.symbol_bytes = r.vec()?;
-    res.entries = r.vec()?;
+    r.align()?;
+    res.symbols = r.stored(map)?;
+    r.align()?;
+    res.symbol_bytes = r.stored(map)?;
+    r.align()?;
+    res.entries = r.stored(map)?;
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
@@ -386,7 +394,7 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
     if r.alias_entries > entries {
         return Err("alias entry count out of range".into());
     }
-    for e in &r.entries {
+    for e in r.entries.iter() {
         let end = e.pattern_start as u64 + e.pattern_len as u64;
         if e.module >= names || end > r.pattern_bytes.len() as u64 {
             return Err("entry out of range".into());
