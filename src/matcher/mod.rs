@@ -159,10 +159,6 @@ impl PatternSet {
         &self.automaton
     }
 
-    pub fn literals(&self) -> &LiteralTable {
-        &self.literals
-    }
-
     pub fn pci(&self) -> &PciIndex {
         &self.pci
     }

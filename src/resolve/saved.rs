@@ -72,6 +72,11 @@ impl Writer {
         self.0.extend_from_slice(&(v.len() as u64).to_ne_bytes());
         self.0.extend_from_slice(as_bytes(v));
     }
+    /// A section the reader uses in place: aligned first.
+    fn in_place<T: Plain>(&mut self, v: &[T]) {
+        self.align();
+        self.slice(v);
+    }
 }
 
 /// Reads sections out of the file's bytes (a mapping of the file, or a buffer in tests).
@@ -139,6 +144,12 @@ impl Reader<'_> {
         Stored::mapped(map, range.start, count).ok_or_else(|| self.corrupt("section not aligned"))
     }
 
+    /// A section written by [`Writer::in_place`].
+    fn in_place<T: Plain>(&mut self, map: Option<&std::sync::Arc<Mapping>>) -> Result<Stored<T>> {
+        self.align()?;
+        self.stored(map)
+    }
+
     fn string(&mut self) -> Result<String> {
         let bytes = self.vec::<u8>()?;
         String::from_utf8(bytes).map_err(|_| self.corrupt("string is not UTF-8"))
@@ -185,36 +196,23 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     }
     w.slice(&resolver.dep_sorted);
     w.slice(&resolver.builtin_sorted);
-    // Used in place: only the pages lookups touch stay resident.
-    w.align();
-    w.slice(&resolver.symbols);
-    w.align();
-    w.slice(&resolver.symbol_bytes);
-    w.align();
-    w.slice(&resolver.entries);
+    w.in_place(&resolver.symbols);
+    w.in_place(&resolver.symbol_bytes);
+    w.in_place(&resolver.entries);
     w.u32(resolver.alias_entries);
     w.slice(&resolver.pattern_bytes[..]);
     w.slice(resolver.aliases_file.as_bytes());
     let set = &resolver.patterns;
-    // Used in place, like the automaton.
-    w.align();
-    w.slice(&set.literals.records);
-    w.align();
-    w.slice(&set.literals.bytes);
-    w.align();
-    w.slice(&set.literals.values);
-    w.align();
-    w.slice(&set.literals.slots);
+    w.in_place(&set.literals.records);
+    w.in_place(&set.literals.bytes);
+    w.in_place(&set.literals.values);
+    w.in_place(&set.literals.slots);
     write_automaton(&mut w, &set.automaton);
     write_automaton(&mut w, &set.pci_automaton);
-    w.align();
-    w.slice(&set.pci.patterns);
-    w.align();
-    w.slice(&set.pci.by_device);
-    w.align();
-    w.slice(&set.pci.by_vendor);
-    w.align();
-    w.slice(&set.pci.by_class);
+    w.in_place(&set.pci.patterns);
+    w.in_place(&set.pci.by_device);
+    w.in_place(&set.pci.by_vendor);
+    w.in_place(&set.pci.by_class);
     w.u32(set.pci.rest[0]);
     w.u32(set.pci.rest[1]);
     w.u32(u32::from(set.pci_only));
@@ -230,8 +228,7 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
 /// The automaton is used in place from a mapping of the file: 8-byte count, then words at an
 /// aligned offset.
 fn write_automaton(w: &mut Writer, a: &Automaton) {
-    w.align();
-    w.slice(&a.code[..]);
+    w.in_place(&a.code[..]);
     w.slice(&a.classes);
     w.u32(a.star_slots);
     w.u32(a.node_count);
@@ -246,8 +243,7 @@ fn write_automaton(w: &mut Writer, a: &Automaton) {
 }
 
 fn read_automaton(r: &mut Reader, map: Option<&std::sync::Arc<Mapping>>) -> Result<Automaton> {
-    r.align()?;
-    let code = r.stored::<u32>(map)?;
+    let code = r.in_place::<u32>(map)?;
     let mut a = Automaton {
         code,
         classes: r.vec()?,
@@ -304,36 +300,25 @@ fn read(
     }
     res.dep_sorted = r.vec()?;
     res.builtin_sorted = r.vec()?;
-    r.align()?;
-    res.symbols = r.stored(map)?;
-    r.align()?;
-    res.symbol_bytes = r.stored(map)?;
-    r.align()?;
-    res.entries = r.stored(map)?;
+    res.symbols = r.in_place(map)?;
+    res.symbol_bytes = r.in_place(map)?;
+    res.entries = r.in_place(map)?;
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
-    r.align()?;
-    let records = r.stored(map)?;
-    r.align()?;
-    let bytes = r.stored(map)?;
-    r.align()?;
-    let values = r.stored(map)?;
-    r.align()?;
-    let slots = r.stored(map)?;
+    let records = r.in_place(map)?;
+    let bytes = r.in_place(map)?;
+    let values = r.in_place(map)?;
+    let slots = r.in_place(map)?;
     let entries = res.entries.len() as u32;
     let literals = LiteralTable::from_parts(records, bytes, values, slots, entries)
         .map_err(|what| r.corrupt(what))?;
     let automaton = read_automaton(&mut r, map)?;
     let pci_automaton = read_automaton(&mut r, map)?;
-    r.align()?;
-    let patterns = r.stored(map)?;
-    r.align()?;
-    let by_device = r.stored(map)?;
-    r.align()?;
-    let by_vendor = r.stored(map)?;
-    r.align()?;
-    let by_class = r.stored(map)?;
+    let patterns = r.in_place(map)?;
+    let by_device = r.in_place(map)?;
+    let by_vendor = r.in_place(map)?;
+    let by_class = r.in_place(map)?;
     let pci = PciIndex {
         patterns,
         by_device,
