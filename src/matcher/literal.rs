@@ -6,8 +6,12 @@
 //! "is the key exactly this string". Taking them out of the automaton answers that with one
 //! hash of the key, and leaves the automaton only the patterns that need it: for a `platform:`
 //! key it now dies a few nodes in.
+//!
+//! A key found here is not searched further: [`super::PatternSet`] stores with each string the
+//! values of every pattern that matches it, wildcards included (`platform:hmem` is matched by
+//! `platform:hmem*` too), computed once when compiling.
 
-use super::automaton::Stored;
+use super::automaton::{Stored, same_bytes};
 
 /// Empty slot marker in the open-addressed table.
 const EMPTY: u64 = 0;
@@ -157,7 +161,7 @@ impl LiteralTable {
                 return None;
             }
             let record = (slot as u32 - 1) as usize;
-            if (slot ^ h) >> 32 == 0 && self.string(record) == key {
+            if (slot ^ h) >> 32 == 0 && same_bytes(self.string(record), key) {
                 return Some(record);
             }
             at = (at + 1) & mask;
@@ -177,16 +181,21 @@ impl LiteralTable {
         self.records.is_empty()
     }
 
-    /// Appends the values of the string equal to `key`, if there is one.
+    /// Appends the values of the string equal to `key`, if there is one, and says whether
+    /// there was.
     #[inline]
-    pub fn find(&self, key: &[u8], out: &mut Vec<u32>) {
+    pub fn find(&self, key: &[u8], out: &mut Vec<u32>) -> bool {
         let (word, bit) = filter_bit(key);
         if self.filter[word] & bit == 0 {
-            return;
+            return false;
         }
-        if let Some(record) = self.probe(key) {
-            let [_, _, start, count] = self.records[record];
-            out.extend_from_slice(&self.values[start as usize..][..count as usize]);
+        match self.probe(key) {
+            Some(record) => {
+                let [_, _, start, count] = self.records[record];
+                out.extend_from_slice(&self.values[start as usize..][..count as usize]);
+                true
+            }
+            None => false,
         }
     }
 }

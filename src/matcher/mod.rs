@@ -125,19 +125,41 @@ impl PatternSet {
                 }
             }
         }
-        PatternSet {
-            literals: LiteralTable::build(literals.iter().map(|(s, v)| (&s[..], *v))),
+        let mut set = PatternSet {
+            literals: LiteralTable::default(),
             automaton: Automaton::build(&regular),
             pci: PciIndex::build(pci_fields),
             pci_automaton: Automaton::build(&pci_regular),
             pci_only,
             irregular,
+        };
+        // A key equal to a plain pattern is answered by the table alone, so its entry holds
+        // every pattern that matches that string, not only the plain ones.
+        let mut complete: Vec<(&[u8], u32)> = literals.iter().map(|(s, v)| (&s[..], *v)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let (mut scratch, mut others) = (Scratch::default(), Vec::new());
+        for (s, _) in &literals {
+            if seen.insert(&s[..]) {
+                others.clear();
+                set.find_unlisted(s, &mut scratch, &mut others);
+                others.sort_unstable();
+                others.dedup();
+                complete.extend(others.iter().map(|&v| (&s[..], v)));
+            }
         }
+        set.literals = LiteralTable::build(complete);
+        set
     }
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
-        self.literals.find(key, out);
+        if !self.literals.find(key, out) {
+            self.find_unlisted(key, scratch, out);
+        }
+    }
+
+    /// [`PatternSet::find`] for a key the literal table does not hold.
+    fn find_unlisted(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         if key.starts_with(pci::PREFIX) {
             if !self.pci.find(key, out) {
                 self.pci_automaton.search(key, scratch, out);
@@ -165,5 +187,45 @@ impl PatternSet {
 
     pub fn irregular_count(&self) -> usize {
         self.irregular.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key equal to a plain pattern is answered from the literal table alone, so that entry
+    /// must carry every other kind of pattern the string matches too.
+    #[test]
+    fn a_plain_key_also_gets_the_patterns_with_wildcards() {
+        let set = PatternSet::build([
+            (&b"platform:hmem"[..], 1),
+            (&b"platform:hm*"[..], 2),
+            (&b"platform:h?em"[..], 3),
+            (&b"platform:[gh]mem"[..], 4),
+            (&b"platform:hmemx"[..], 5),
+            (&b"platform:[[:alpha:]]mem"[..], 6),
+            (&b"pci:v*d*sv*sd*bc*sc*i*"[..], 7),
+            (&b"pci:v00008086d*sv*sd*bc*sc*i*"[..], 8),
+            (&b"pci:v00008086d00001234sv*sd*bc*sc*i*"[..], 9),
+            (
+                &b"pci:v00008086d00001234sv00000000sd00000000bc00sc00i00"[..],
+                10,
+            ),
+        ]);
+        let find = |key: &[u8]| {
+            let mut out = Vec::new();
+            set.find(key, &mut Scratch::default(), &mut out);
+            out.sort();
+            out.dedup();
+            out
+        };
+        assert_eq!(find(b"platform:hmem"), [1, 2, 3, 4, 6]);
+        assert_eq!(find(b"platform:hmemx"), [2, 5]);
+        assert_eq!(find(b"platform:gmem"), [4, 6]);
+        assert_eq!(
+            find(b"pci:v00008086d00001234sv00000000sd00000000bc00sc00i00"),
+            [7, 8, 9, 10]
+        );
     }
 }

@@ -37,7 +37,7 @@ use crate::index::{AliasEntry, ModuleTree};
 use crate::matcher::automaton::Stored;
 use crate::matcher::pattern::literal_prefix_len;
 use crate::matcher::{PatternSet, Scratch, Syntax};
-use crate::names::{AliasError, normalize_alias};
+use crate::names::{AliasError, KeyShape, normalize_alias};
 use std::collections::HashMap;
 
 /// The modprobe.d steps of the lookup (1 and 4). The loader's configuration implements this.
@@ -300,8 +300,8 @@ impl Resolver {
     }
 
     /// The built-in module called `key`, if there is one.
-    fn builtin_name(&self, key: &[u8]) -> Option<u32> {
-        if !self.builtin_colon && memchr::memchr(b':', key).is_some() {
+    fn builtin_name(&self, key: &[u8], shape: KeyShape) -> Option<u32> {
+        if !self.builtin_colon && shape.colon {
             return None;
         }
         self.find_sorted(&self.builtin_sorted, key)
@@ -364,7 +364,7 @@ impl Resolver {
         let mut normalized = std::mem::take(&mut out.normalized);
         let result = normalize_alias(input, &mut normalized);
         out.normalized = normalized;
-        result?;
+        let shape = result?;
         let key = &out.normalized[..];
 
         let from_config = config.aliases(key);
@@ -375,7 +375,7 @@ impl Resolver {
             }
             return Ok(());
         }
-        if memchr::memchr(b':', key).is_none() {
+        if !shape.colon {
             if let Some(id) = self.find_sorted(&self.dep_sorted, key) {
                 out.source = Some(Source::ModuleName);
                 out.modules.push(id);
@@ -404,10 +404,10 @@ impl Resolver {
             return Ok(());
         }
 
-        if memchr::memchr3(b'*', b'?', b'[', key).is_some() {
+        if shape.wildcard {
             let [aliases, builtin] = self.kmod_trees.get_or_init(|| self.build_kmod_trees());
             out.entries = aliases.search(key);
-            if out.entries.is_empty() && self.builtin_name(key).is_none() {
+            if out.entries.is_empty() && self.builtin_name(key, shape).is_none() {
                 out.entries = builtin.search(key);
             }
         } else {
@@ -419,7 +419,7 @@ impl Resolver {
         if split > 0 {
             out.entries.truncate(split);
             out.source = Some(Source::Alias);
-        } else if let Some(id) = self.builtin_name(key) {
+        } else if let Some(id) = self.builtin_name(key, shape) {
             out.entries.clear();
             out.source = Some(Source::BuiltinName);
             out.modules.push(id);
