@@ -140,3 +140,8 @@ fn debian_6_1_load_show_depends_matches_modprobe() {
 fn debian_arm64_6_12_load_show_depends_matches_modprobe() {
     compare_tree("arm64-6.12");
 }
+
+#[test]
+fn debian_i386_6_1_load_show_depends_matches_modprobe() {
+    compare_tree("i386-6.1");
+}

@@ -1,7 +1,9 @@
-//! `modaliasd modinfo` against Debian's kmod `modinfo`, byte for byte: every module file of both
-//! Debian trees (6.12's `.ko.xz`, 6.1's plain `.ko`), every built-in module and a sample of
-//! names and aliases looked up in the module directory, each field with `-F`, `-0`, and modules
-//! whose signature was stripped or damaged. `--json` must carry what the plain output says.
+//! `modaliasd modinfo` against Debian's kmod `modinfo`, byte for byte: every module file of the
+//! Debian trees (6.12's `.ko.xz`, 6.1's plain `.ko`, arm64, and i386's 32-bit ELF), every
+//! built-in module and a sample of names and aliases looked up in the module directory, each
+//! field with `-F`, `-0`, and modules whose signature was stripped or damaged. `--json` must
+//! carry what the plain output says. The symbol versions the diagnostics compare are checked
+//! against `modprobe --dump-modversions`.
 
 mod support;
 
@@ -106,6 +108,50 @@ fn every_module_file_of_the_arm64_tree() {
     every_file_is_shown_as_kmod_shows_it("arm64-6.12");
 }
 
+/// 32-bit ELF modules (686-pae).
+#[test]
+fn every_module_file_of_the_i386_tree() {
+    every_file_is_shown_as_kmod_shows_it("i386-6.1");
+}
+
+/// The `__versions` entries (CRC and symbol) that the CRC-mismatch diagnosis reads, against
+/// kmod's, on 64- and 32-bit modules.
+#[test]
+fn symbol_versions_are_read_as_kmod_reads_them() {
+    for series in ["6.1", "i386-6.1"] {
+        let tree = kernel_tree(series);
+        let mut files = Vec::new();
+        module_files(&tree.module_dir(), &mut files);
+        files.sort();
+        let mut with_versions = 0;
+        for file in files.iter().step_by(7) {
+            let kmod = Command::new("modprobe")
+                .arg("--dump-modversions")
+                .arg(file)
+                .output()
+                .expect("modprobe (package kmod)");
+            let data = std::fs::read(file).unwrap();
+            let elf = modaliasd::modinfo::elf::Elf::parse(&data).unwrap();
+            let ours: String = elf
+                .versions()
+                .iter()
+                .map(|(crc, name)| format!("0x{crc:08x}\t{name}\n"))
+                .collect();
+            assert_eq!(
+                ours,
+                String::from_utf8_lossy(&kmod.stdout),
+                "{}",
+                file.display()
+            );
+            with_versions += usize::from(!ours.is_empty());
+        }
+        assert!(
+            with_versions > 300,
+            "{series}: {with_versions} files with versions"
+        );
+    }
+}
+
 #[test]
 fn names_aliases_builtins_and_fields() {
     names_aliases_builtins_and_fields_of("6.12");
@@ -115,6 +161,11 @@ fn names_aliases_builtins_and_fields() {
 #[test]
 fn names_aliases_builtins_and_fields_of_the_arm64_tree() {
     names_aliases_builtins_and_fields_of("arm64-6.12");
+}
+
+#[test]
+fn names_aliases_builtins_and_fields_of_the_i386_tree() {
+    names_aliases_builtins_and_fields_of("i386-6.1");
 }
 
 fn names_aliases_builtins_and_fields_of(series: &str) {

@@ -83,6 +83,12 @@ fn debian_arm64_6_12_identical_to_libkmod() {
     differential(&kernel_tree("arm64-6.12"), 0xa64_612);
 }
 
+/// A 32-bit architecture's corpus (686-pae).
+#[test]
+fn debian_i386_6_1_identical_to_libkmod() {
+    differential(&kernel_tree("i386-6.1"), 0x386_601);
+}
+
 /// mkinitcpio keeps only kmod's binary indexes; the saved index must answer like a fresh compile.
 #[test]
 fn binary_indexes_and_the_saved_index_answer_like_the_text_files() {
