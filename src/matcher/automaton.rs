@@ -964,8 +964,9 @@ impl Automaton {
                     if start >= end - pos {
                         break;
                     }
+                    let rest = &hay[start..];
                     for (i, s) in set.strings.iter().enumerate() {
-                        if hay[start..].starts_with(s) {
+                        if rest.len() >= s.len() && same_bytes(&rest[..s.len()], s) {
                             report(i, start, out);
                         }
                     }
