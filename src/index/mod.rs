@@ -158,7 +158,8 @@ pub fn running_kernel_release() -> Result<String> {
         .release
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        // c_char is i8 on x86-64 and u8 on arm64: its byte either way.
+        .map(|&c| c.to_ne_bytes()[0])
         .collect();
     Ok(String::from_utf8_lossy(&release).into_owned())
 }
