@@ -1,13 +1,15 @@
 //! The dracut module inside Debian's real dracut: the image it builds holds the binary, the
 //! hooks and an index that the daemon finds fresh, and booted under qemu dracut's /init starts
 //! the daemon in its pre-udev hook, which loads the drivers of the devices present before udevd
-//! runs.
+//! runs. Both kinds of dracut image: the shell /init, and systemd as /init (dracut's `systemd`
+//! modules, as Debian and Fedora build them when systemd is installed), where the hook runs
+//! inside `dracut-pre-udev.service` and the daemon must outlive that oneshot service.
 //!
 //! dracut reads its modules from /usr/lib/dracut, the kernel's from /lib/modules/KVER, and puts
 //! the host's udevd in every image (its base module requires udev-rules). None of these is
 //! installed here: in a private mount namespace (`unshare -m`, needs root as CI has), the
-//! unpacked dracut-core (tests/fixtures/unpack-debs.sh), the unpacked udev of the VM test
-//! (tests/fixtures/udev.sh), our module and this build's binary are laid over /usr, and the
+//! unpacked dracut-core and systemd (tests/fixtures/unpack-debs.sh), the unpacked udev of the
+//! VM test (tests/fixtures/udev.sh), our module and this build's binary are laid over /usr, and the
 //! fixture kernel's modules are mounted where dracut looks for them.
 
 mod support;
@@ -33,10 +35,27 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn dracut_with_the_module_builds_an_image_that_boots_with_the_daemon() {
+    build_and_boot("base rootfs-block modaliasd");
+}
+
+#[test]
+fn a_dracut_image_with_systemd_as_init_runs_the_daemon_too() {
+    let log = build_and_boot("systemd systemd-initrd dracut-systemd base rootfs-block modaliasd");
+    assert!(
+        log.contains("Including module: dracut-systemd"),
+        "not a systemd image: {log}"
+    );
+}
+
+/// Builds an image with dracut's `modules` and ours, checks it, boots it, and returns dracut's
+/// log.
+fn build_and_boot(modules: &str) -> String {
     let tree = kernel_tree("6.12");
     let kver = &tree.kver;
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dracut = support::unpacked_debs("dracut", "usr/bin/dracut");
+    // dracut's systemd modules install systemd from /usr: Debian's, unpacked like dracut.
+    let systemd = support::unpacked_debs("systemd", "usr/lib/systemd/systemd");
     let udev = machine::udev_root();
     let tmp = TempDir::new("dracut");
 
@@ -67,19 +86,33 @@ fn dracut_with_the_module_builds_an_image_that_boots_with_the_daemon() {
     .unwrap();
     let confdir = tmp.path().join("dracut.conf.d");
     std::fs::create_dir_all(&confdir).unwrap();
-    // The test's own probe, a pre-udev hook after ours: what the daemon loaded before udevd
-    // started, then power off (there is no root file system to go on to). Shell builtins only:
-    // the image has bash and little else.
+    // The test's own probes. A pre-udev hook after ours: what the daemon loaded before udevd
+    // started. A pre-trigger hook, which runs after udevd has started (under systemd, in
+    // another service, once dracut-pre-udev.service has ended): whether the daemon is still
+    // there; then power off (there is no root file system to go on to). Shell builtins only:
+    // the image has bash and little else. Under systemd a service's output goes to the journal,
+    // so the probes write to the console themselves.
     let probe = tmp.path().join("probe.sh");
     std::fs::write(
         &probe,
-        r#"m=
+        r#"{
+m=
 while read -r name _; do m="$m $name"; done < /proc/modules
 echo
 echo "VMTEST modules$m"
 [ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
 kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
+} > /dev/console 2>&1
+"#,
+    )
+    .unwrap();
+    let later = tmp.path().join("later.sh");
+    std::fs::write(
+        &later,
+        r#"{
+kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon_later running'
 echo 'VMTEST end'
+} > /dev/console 2>&1
 echo o > /proc/sysrq-trigger
 "#,
     )
@@ -91,17 +124,20 @@ echo o > /proc/sysrq-trigger
     let script = format!(
         "set -e
 {overlay}
-mount --bind {modules} /usr/lib/modules/{kver}
+mount --bind {module_dir} /usr/lib/modules/{kver}
 dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
-    --modules 'base rootfs-block modaliasd' --no-compress --no-early-microcode \
+    --modules '{modules}' --no-compress --no-early-microcode \
     --include {probe} /usr/lib/dracut/hooks/pre-udev/99-probe.sh \
+    --include {later} /usr/lib/dracut/hooks/pre-trigger/99-probe.sh \
     --force {image} {kver}",
-        overlay = support::overlay_usr(&[&over, &dracut.join("usr")]),
-        modules = tree.module_dir().display(),
+        overlay = support::overlay_usr(&[&over, &dracut.join("usr"), &systemd.join("usr")]),
+        modules = modules,
+        module_dir = tree.module_dir().display(),
         conf = conf.display(),
         confdir = confdir.display(),
         work = work.display(),
         probe = probe.display(),
+        later = later.display(),
         image = image.display(),
     );
     let log = support::in_private_mounts("dracut", &script);
@@ -139,4 +175,11 @@ dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
         "root=/dev/disk/by-label/none rd.shell=0 rd.emergency=poweroff",
     );
     r.assert_daemon_coldplugged();
+    assert_eq!(
+        r.params.get("daemon_later").map(String::as_str),
+        Some("running"),
+        "the daemon did not outlive the pre-udev hook:\n{}",
+        r.console
+    );
+    log
 }
