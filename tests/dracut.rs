@@ -3,7 +3,9 @@
 //! the daemon in its pre-udev hook, which loads the drivers of the devices present before udevd
 //! runs. Both kinds of dracut image: the shell /init, and systemd as /init (dracut's `systemd`
 //! modules, as Debian and Fedora build them when systemd is installed), where the hook runs
-//! inside `dracut-pre-udev.service` and the daemon must outlive that oneshot service.
+//! inside `dracut-pre-udev.service` and the daemon must outlive that oneshot service. A third
+//! image uses no hook at all but our systemd units, which systemd as /init runs (the only test
+//! where systemd itself starts them).
 //!
 //! dracut reads its modules from /usr/lib/dracut, the kernel's from /lib/modules/KVER, and puts
 //! the host's udevd in every image (its base module requires udev-rules). None of these is
@@ -18,8 +20,9 @@ mod support;
 mod machine;
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
-use support::{TempDir, copy_file, kernel_tree};
+use support::{KernelTree, TempDir, copy_file, kernel_tree};
 
 /// Copies the tree under `from` into `to`, as `cp -a` does.
 fn copy_tree(from: &Path, to: &Path) {
@@ -52,40 +55,7 @@ fn a_dracut_image_with_systemd_as_init_runs_the_daemon_too() {
 fn build_and_boot(modules: &str) -> String {
     let tree = kernel_tree("6.12");
     let kver = &tree.kver;
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dracut = support::unpacked_debs("dracut", "usr/bin/dracut");
-    // dracut's systemd modules install systemd from /usr: Debian's, unpacked like dracut.
-    let systemd = support::unpacked_debs("systemd", "usr/lib/systemd/systemd");
-    let udev = machine::udev_root();
     let tmp = TempDir::new("dracut");
-
-    // What is laid over /usr: this build as /usr/sbin/modaliasd, our dracut module, Debian's
-    // udevd where dracut looks for it, and an empty directory to mount the modules on.
-    let over = tmp.path().join("over/usr");
-    copy_file(
-        Path::new(env!("CARGO_BIN_EXE_modaliasd")),
-        &over.join("sbin/modaliasd"),
-    );
-    copy_tree(
-        &manifest.join("packaging/dracut/99modaliasd"),
-        &over.join("lib/dracut/modules.d/99modaliasd"),
-    );
-    copy_file(&udev.join("bin/udevadm"), &over.join("bin/udevadm"));
-    std::fs::create_dir_all(over.join("lib/systemd")).unwrap();
-    std::os::unix::fs::symlink("/usr/bin/udevadm", over.join("lib/systemd/systemd-udevd")).unwrap();
-    copy_tree(&udev.join("lib/udev"), &over.join("lib/udev"));
-    std::fs::create_dir_all(over.join("lib/modules").join(kver)).unwrap();
-
-    // A packager's configuration: our module, and drivers the way users add them, through
-    // add_drivers, which dracut installs only after every module's install().
-    let conf = tmp.path().join("dracut.conf");
-    std::fs::write(
-        &conf,
-        "add_dracutmodules+=\" modaliasd \"\nadd_drivers+=\" e1000 ahci usb-storage \"\n",
-    )
-    .unwrap();
-    let confdir = tmp.path().join("dracut.conf.d");
-    std::fs::create_dir_all(&confdir).unwrap();
     // The test's own probes. A pre-udev hook after ours: what the daemon loaded before udevd
     // started. A pre-trigger hook, which runs after udevd has started (under systemd, in
     // another service, once dracut-pre-udev.service has ended): whether the daemon is still
@@ -117,30 +87,18 @@ echo o > /proc/sysrq-trigger
 "#,
     )
     .unwrap();
-
-    let image = tmp.path().join("initrd.img");
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let script = format!(
-        "set -e
-{overlay}
-mount --bind {module_dir} /usr/lib/modules/{kver}
-dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
-    --modules '{modules}' --no-compress --no-early-microcode \
-    --include {probe} /usr/lib/dracut/hooks/pre-udev/99-probe.sh \
-    --include {later} /usr/lib/dracut/hooks/pre-trigger/99-probe.sh \
-    --force {image} {kver}",
-        overlay = support::overlay_usr(&[&over, &dracut.join("usr"), &systemd.join("usr")]),
-        modules = modules,
-        module_dir = tree.module_dir().display(),
-        conf = conf.display(),
-        confdir = confdir.display(),
-        work = work.display(),
-        probe = probe.display(),
-        later = later.display(),
-        image = image.display(),
+    // A packager's configuration: our module, and drivers the way users add them, through
+    // add_drivers, which dracut installs only after every module's install().
+    let (image, log) = build_image(
+        &tmp,
+        &tree,
+        modules,
+        "add_dracutmodules+=\" modaliasd \"\nadd_drivers+=\" e1000 ahci usb-storage \"\n",
+        &[
+            (probe, "/usr/lib/dracut/hooks/pre-udev/99-probe.sh"),
+            (later, "/usr/lib/dracut/hooks/pre-trigger/99-probe.sh"),
+        ],
     );
-    let log = support::in_private_mounts("dracut", &script);
     assert!(
         log.contains("Including module: modaliasd"),
         "dracut left our module out: {log}"
@@ -182,4 +140,191 @@ dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
         r.console
     );
     log
+}
+
+/// Runs Debian's dracut with `modules` (and `conf` as its configuration) in a private mount
+/// namespace, with `includes` (file, path in the image) added, and returns the image and
+/// dracut's log. Laid over /usr: this build as /usr/sbin/modaliasd, our dracut module, Debian's
+/// udevd where dracut looks for it, Debian's dracut and systemd, and an empty directory to mount
+/// the fixture kernel's modules on.
+fn build_image(
+    tmp: &TempDir,
+    tree: &KernelTree,
+    modules: &str,
+    conf: &str,
+    includes: &[(PathBuf, &str)],
+) -> (PathBuf, String) {
+    let kver = &tree.kver;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dracut = support::unpacked_debs("dracut", "usr/bin/dracut");
+    // dracut's systemd modules install systemd from /usr: Debian's, unpacked like dracut.
+    let systemd = support::unpacked_debs("systemd", "usr/lib/systemd/systemd");
+    let udev = machine::udev_root();
+
+    let over = tmp.path().join("over/usr");
+    copy_file(
+        Path::new(env!("CARGO_BIN_EXE_modaliasd")),
+        &over.join("sbin/modaliasd"),
+    );
+    copy_tree(
+        &manifest.join("packaging/dracut/99modaliasd"),
+        &over.join("lib/dracut/modules.d/99modaliasd"),
+    );
+    copy_file(&udev.join("bin/udevadm"), &over.join("bin/udevadm"));
+    std::fs::create_dir_all(over.join("lib/systemd")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/udevadm", over.join("lib/systemd/systemd-udevd")).unwrap();
+    copy_tree(&udev.join("lib/udev"), &over.join("lib/udev"));
+    std::fs::create_dir_all(over.join("lib/modules").join(kver)).unwrap();
+
+    let conf_file = tmp.path().join("dracut.conf");
+    std::fs::write(&conf_file, conf).unwrap();
+    let confdir = tmp.path().join("dracut.conf.d");
+    std::fs::create_dir_all(&confdir).unwrap();
+    let image = tmp.path().join("initrd.img");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let includes: String = includes
+        .iter()
+        .map(|(from, to)| format!(" --include {} {to}", from.display()))
+        .collect();
+    let script = format!(
+        "set -e
+{overlay}
+mount --bind {module_dir} /usr/lib/modules/{kver}
+dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
+    --modules '{modules}' --no-compress --no-early-microcode{includes} \
+    --force {image} {kver}",
+        overlay = support::overlay_usr(&[&over, &dracut.join("usr"), &systemd.join("usr")]),
+        module_dir = tree.module_dir().display(),
+        conf = conf_file.display(),
+        confdir = confdir.display(),
+        work = work.display(),
+        image = image.display(),
+    );
+    let log = support::in_private_mounts("dracut", &script);
+    (image, log)
+}
+
+/// Our systemd units under a real systemd, as /init of an initramfs with udevd masked (the
+/// setup packaging/README.md describes for replacing it): systemd creates the uevent socket
+/// from modaliasd.socket and starts the daemon on it; units ordered after modaliasd.service
+/// start only once its READY=1 says coldplug is complete, so the probe finds the drivers loaded;
+/// and a restart gets the same socket again, which systemd kept open.
+#[test]
+fn systemd_runs_the_units_on_the_socket_it_holds() {
+    let tree = kernel_tree("6.12");
+    let tmp = TempDir::new("dracut-units");
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
+    let etc = tmp.path().join("etc");
+    let system = etc.join("systemd/system");
+    for unit in ["modaliasd.service", "modaliasd.socket"] {
+        copy_file(&units.join(unit), &system.join(unit));
+    }
+    // Enabled as `systemctl enable` would, from the units' [Install] sections.
+    let link = |target: &str, at: PathBuf| {
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, at).unwrap();
+    };
+    link(
+        "../modaliasd.service",
+        system.join("sysinit.target.wants/modaliasd.service"),
+    );
+    link(
+        "../modaliasd.socket",
+        system.join("sockets.target.wants/modaliasd.socket"),
+    );
+    for masked in [
+        "systemd-udevd.service",
+        "systemd-udevd-kernel.socket",
+        "systemd-udevd-control.socket",
+        "systemd-udev-trigger.service",
+    ] {
+        link("/dev/null", system.join(masked));
+    }
+    // The daemon's log on the console too, for the test to read.
+    std::fs::create_dir_all(system.join("modaliasd.service.d")).unwrap();
+    std::fs::write(
+        system.join("modaliasd.service.d/console.conf"),
+        "[Service]\nStandardError=journal+console\n",
+    )
+    .unwrap();
+    // Wants, not Requires: with Requires the probe's own restart of the daemon would restart
+    // the probe too.
+    std::fs::write(
+        system.join("vmtest-probe.service"),
+        "[Unit]\nDefaultDependencies=no\nWants=modaliasd.service\nAfter=modaliasd.service\n\
+         [Service]\nType=oneshot\nExecStart=/bin/bash /vmtest-probe.sh\n",
+    )
+    .unwrap();
+    link(
+        "../vmtest-probe.service",
+        system.join("sysinit.target.wants/vmtest-probe.service"),
+    );
+    let probe = tmp.path().join("vmtest-probe.sh");
+    std::fs::write(
+        &probe,
+        r#"{
+m=
+while read -r name _; do m="$m $name"; done < /proc/modules
+echo
+echo "VMTEST modules$m"
+echo "VMTEST param socket $(systemctl is-active modaliasd.socket)"
+echo "VMTEST param service $(systemctl is-active modaliasd.service)"
+before=$(systemctl show -P MainPID modaliasd.service)
+systemctl restart modaliasd.service
+after=$(systemctl show -P MainPID modaliasd.service)
+[ "$before" != "$after" ] && echo 'VMTEST param restarted yes'
+echo "VMTEST param service_after $(systemctl is-active modaliasd.service)"
+echo 'VMTEST end'
+} > /dev/console 2>&1
+echo o > /proc/sysrq-trigger
+"#,
+    )
+    .unwrap();
+
+    let (image, log) = build_image(
+        &tmp,
+        &tree,
+        "systemd systemd-initrd dracut-systemd base rootfs-block",
+        "add_drivers+=\" e1000 ahci \"\ninstall_items+=\" /usr/sbin/modaliasd \"\n",
+        &[(etc, "/etc"), (probe, "/vmtest-probe.sh")],
+    );
+    assert!(
+        log.contains("Including module: dracut-systemd"),
+        "not a systemd image: {log}"
+    );
+
+    let r = machine::Image::from_initrd(&tree, &image).boot_with(
+        "dracut-units",
+        false,
+        1,
+        "root=/dev/disk/by-label/none rd.shell=0 rd.emergency=poweroff",
+    );
+    assert!(r.ended, "the probe did not run:\n{}", r.console);
+    for module in ["e1000", "ahci", "libahci", "libata"] {
+        assert!(
+            r.modules.iter().any(|m| m == module),
+            "{module} not loaded when modaliasd.service was ready: {:?}\n{}",
+            r.modules,
+            r.console
+        );
+    }
+    for (param, value) in [
+        ("socket", "active"),
+        ("service", "active"),
+        ("restarted", "yes"),
+        ("service_after", "active"),
+    ] {
+        assert_eq!(
+            r.params.get(param).map(String::as_str),
+            Some(value),
+            "{param}:\n{}",
+            r.console
+        );
+    }
+    let passed = r
+        .console
+        .matches("using the uevent socket passed by the service manager")
+        .count();
+    assert_eq!(passed, 2, "both starts on systemd's socket:\n{}", r.console);
 }
