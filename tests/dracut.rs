@@ -209,7 +209,8 @@ dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
 /// setup packaging/README.md describes for replacing it): systemd creates the uevent socket
 /// from modaliasd.socket and starts the daemon on it; units ordered after modaliasd.service
 /// start only once its READY=1 says coldplug is complete, so the probe finds the drivers loaded;
-/// and a restart gets the same socket again, which systemd kept open.
+/// a restart gets the same socket again, which systemd kept open; and a uevent that arrives
+/// while the daemon is stopped waits in that socket, starts the daemon, and is read by it.
 #[test]
 fn systemd_runs_the_units_on_the_socket_it_holds() {
     let tree = kernel_tree("6.12");
@@ -275,6 +276,15 @@ systemctl restart modaliasd.service
 after=$(systemctl show -P MainPID modaliasd.service)
 [ "$before" != "$after" ] && echo 'VMTEST param restarted yes'
 echo "VMTEST param service_after $(systemctl is-active modaliasd.service)"
+# Stopped, with the socket left to systemd: a uevent now waits in it, and starts the daemon.
+systemctl stop modaliasd.service
+echo add > /sys/devices/virtual/mem/null/uevent
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    systemctl -q is-active modaliasd.service && break
+    sleep 0.5
+done
+echo "VMTEST param activated $(systemctl is-active modaliasd.service)"
+systemctl stop modaliasd.service
 echo 'VMTEST end'
 } > /dev/console 2>&1
 echo o > /proc/sysrq-trigger
@@ -326,5 +336,24 @@ echo o > /proc/sysrq-trigger
         .console
         .matches("using the uevent socket passed by the service manager")
         .count();
-    assert_eq!(passed, 2, "both starts on systemd's socket:\n{}", r.console);
+    assert_eq!(passed, 3, "every start on systemd's socket:\n{}", r.console);
+    // The instance the uevent started read it: its summary counts at least one message.
+    assert_eq!(
+        r.params.get("activated").map(String::as_str),
+        Some("active"),
+        "a uevent did not start the daemon:\n{}",
+        r.console
+    );
+    let last_summary = r
+        .console
+        .lines()
+        .rfind(|l| l.contains(" messages, ") && l.contains("events handled"))
+        .unwrap_or_else(|| panic!("no summary:\n{}", r.console));
+    let messages: u64 = last_summary
+        .split("modaliasd: ")
+        .last()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("summary: {last_summary}"));
+    assert!(messages >= 1, "the queued uevent was lost: {last_summary}");
 }
