@@ -209,7 +209,8 @@ dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
 /// setup packaging/README.md describes for replacing it): systemd creates the uevent socket
 /// from modaliasd.socket and starts the daemon on it; units ordered after modaliasd.service
 /// start only once its READY=1 says coldplug is complete, so the probe finds the drivers loaded;
-/// a restart gets the same socket again, which systemd kept open; and a uevent that arrives
+/// a restart gets the same socket again, which systemd kept open; `systemctl reload` reaches
+/// the daemon; and a uevent that arrives
 /// while the daemon is stopped waits in that socket, starts the daemon, and is read by it.
 #[test]
 fn systemd_runs_the_units_on_the_socket_it_holds() {
@@ -276,6 +277,7 @@ systemctl restart modaliasd.service
 after=$(systemctl show -P MainPID modaliasd.service)
 [ "$before" != "$after" ] && echo 'VMTEST param restarted yes'
 echo "VMTEST param service_after $(systemctl is-active modaliasd.service)"
+systemctl reload modaliasd.service && echo 'VMTEST param reload ok'
 # Stopped, with the socket left to systemd: a uevent now waits in it, and starts the daemon.
 systemctl stop modaliasd.service
 echo add > /sys/devices/virtual/mem/null/uevent
@@ -324,6 +326,7 @@ echo o > /proc/sysrq-trigger
         ("service", "active"),
         ("restarted", "yes"),
         ("service_after", "active"),
+        ("reload", "ok"),
     ] {
         assert_eq!(
             r.params.get(param).map(String::as_str),
@@ -337,6 +340,12 @@ echo o > /proc/sysrq-trigger
         .matches("using the uevent socket passed by the service manager")
         .count();
     assert_eq!(passed, 3, "every start on systemd's socket:\n{}", r.console);
+    assert!(
+        r.console
+            .contains("reloaded configuration, rules and index"),
+        "ExecReload did not reach the daemon:\n{}",
+        r.console
+    );
     // The instance the uevent started read it: its summary counts at least one message.
     assert_eq!(
         r.params.get("activated").map(String::as_str),
