@@ -1,8 +1,8 @@
 //! The runit and s6 service directories under Debian's own supervisors (`runsv`, `sv`;
 //! `s6-supervise`, `s6-svstat`, `s6-svc`, unpacked by tests/fixtures/unpack-debs.sh): each
 //! starts the daemon from its `run` script, the daemon completes its coldplug (`settle`
-//! returns), the supervisor reports it up, and stopping it through the supervisor ends it with
-//! exit status 0.
+//! returns), the supervisor reports it up, its SIGHUP (`sv hup`, `s6-svc -h`) makes the daemon
+//! reload, and stopping it through the supervisor ends it with exit status 0.
 //!
 //! In a private mount and network namespace (`unshare -m -n`, needs root) with a fresh /run;
 //! /usr/sbin/modaliasd there is this build behind a wrapper that gives `run` and `settle` a
@@ -87,6 +87,9 @@ fn runit_runs_and_stops_the_daemon() {
 i=0; until sv status ./sv 2>/dev/null | grep -q '^run:'; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
 modaliasd settle --timeout 30 && echo settled
 echo \"before: $(sv status ./sv)\"
+sv hup ./sv >/dev/null || true
+i=0; until grep -q 'reloaded configuration' runsv.log; do i=$((i+1)); [ $i -lt 50 ] || break; sleep 0.1; done
+grep -q 'reloaded configuration' runsv.log && echo reloaded
 sv down ./sv >/dev/null || true
 i=0; until sv status ./sv | grep -q '^down:'; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
 echo \"after: $(sv status ./sv)\"
@@ -95,6 +98,10 @@ wait",
     );
     assert!(said.contains("settled"), "{said}");
     assert!(said.contains("before: run: ./sv: (pid "), "{said}");
+    assert!(
+        said.contains("reloaded"),
+        "sv hup did not reach the daemon: {said}"
+    );
     assert!(said.contains("after: down: ./sv: "), "{said}");
 }
 
@@ -108,6 +115,9 @@ fn s6_runs_and_stops_the_daemon() {
 i=0; until s6-svstat svc 2>/dev/null | grep -q '^up'; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
 modaliasd settle --timeout 30 && echo settled
 echo \"before: $(s6-svstat svc)\"
+s6-svc -h svc || true
+i=0; until grep -q 'reloaded configuration' s6.log; do i=$((i+1)); [ $i -lt 50 ] || break; sleep 0.1; done
+grep -q 'reloaded configuration' s6.log && echo reloaded
 s6-svc -wd -d svc || true
 echo \"after: $(s6-svstat svc)\"
 s6-svc -x svc || true
@@ -115,5 +125,9 @@ wait",
     );
     assert!(said.contains("settled"), "{said}");
     assert!(said.contains("before: up (pid "), "{said}");
+    assert!(
+        said.contains("reloaded"),
+        "s6-svc -h did not reach the daemon: {said}"
+    );
     assert!(said.contains("after: down (exitcode 0)"), "{said}");
 }
