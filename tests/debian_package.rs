@@ -1,6 +1,7 @@
 //! `packaging/build-deb.sh`: the package holds what packaging/ says, installed where Debian
-//! expects it, the binary inside is the static build of this version, and lintian finds
-//! nothing to object to.
+//! expects it, the binary inside is the static build of this version, lintian finds nothing
+//! to object to, and its maintainer scripts compile the index (private mount namespace,
+//! `unshare -m`, needs root).
 
 mod support;
 
@@ -91,6 +92,7 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
     let hook = tree.join("etc/kernel/postinst.d/modaliasd");
     let sh = Command::new("sh").arg("-n").arg(&hook).status().unwrap();
     assert!(sh.success());
+    maintainer_scripts_compile_the_index(&deb, &tree, tmp.path());
 
     // Debian's own package checker has nothing to object to: no error and no warning (the
     // package's lintian overrides say why each overridden tag does not apply).
@@ -110,4 +112,63 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
         "lintian failed: {}",
         String::from_utf8_lossy(&lintian.stderr)
     );
+}
+
+/// The kernel hook (as a kernel package's postinst calls it: release, image path) and the
+/// package's postinst compile the index where the installed binary then uses it. Run in a
+/// private mount namespace with the package's /usr laid over this one and a module directory
+/// of the 6.12 fixture's index files (links; the directory itself writable) at
+/// /usr/lib/modules.
+fn maintainer_scripts_compile_the_index(deb: &Path, tree: &Path, tmp: &Path) {
+    let kernel = support::kernel_tree("6.12");
+    let kver = &kernel.kver;
+    let modules = tmp.join("modules");
+    let dir = modules.join(kver);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(kernel.module_dir()).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("modules.") {
+            std::os::unix::fs::symlink(e.path(), dir.join(&name)).unwrap();
+        }
+    }
+    let control = tmp.join("control");
+    let e = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(deb)
+        .arg(&control)
+        .status()
+        .unwrap();
+    assert!(e.success());
+    std::fs::create_dir_all(tree.join("usr/lib/modules")).unwrap();
+    let said = support::in_private_mounts(
+        "maintainer scripts",
+        &format!(
+            "set -e
+{overlay}
+mount --bind {modules} /usr/lib/modules
+index=/usr/lib/modules/{kver}/modaliasd.index
+{tree}/etc/kernel/postinst.d/modaliasd {kver} /boot/vmlinuz-{kver}
+[ -s $index ] && echo 'hook: index'
+/usr/sbin/modaliasd -v resolve --kver {kver} e1000 2>&1
+{tree}/etc/kernel/postinst.d/modaliasd 0.0.0-none /boot/vmlinuz-0.0.0-none && echo 'hook: no modules, no error'
+rm $index
+sh {control}/postinst configure
+[ -s $index ] && echo 'postinst: index'
+",
+            overlay = support::overlay_usr(&[&tree.join("usr")]),
+            modules = modules.display(),
+            tree = tree.display(),
+            control = control.display(),
+        ),
+    );
+    for line in [
+        "hook: index",
+        "resolver: saved index",
+        "e1000\te1000",
+        "hook: no modules, no error",
+        "postinst: index",
+    ] {
+        assert!(said.contains(line), "no '{line}' in:\n{said}");
+    }
 }
