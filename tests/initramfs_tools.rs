@@ -1,6 +1,7 @@
 //! The initramfs-tools hook inside Debian's real mkinitramfs: the image it builds holds the
 //! binary, the boot scripts and an index that the daemon finds fresh, and booted under qemu its
-//! /init starts the daemon, which loads the drivers of the devices present.
+//! /init starts the daemon, which loads the drivers of the devices present, the root disk's
+//! among them; /init mounts the root file system and the init-bottom script stops the daemon.
 //!
 //! mkinitramfs reads /usr/share/initramfs-tools, /lib/modules/KVER and /boot/config-KVER and
 //! runs the hook, which runs /usr/sbin/modaliasd. None of these is installed here: in a private
@@ -61,12 +62,14 @@ fn mkinitramfs_with_the_hook_builds_an_image_that_boots_with_the_daemon() {
         r#"#!/bin/sh
 case "$1" in prereqs) echo; exit 0 ;; esac
 . /usr/share/initramfs-tools/hook-functions
-manual_add_modules e1000 ahci usb-storage
+manual_add_modules e1000 ahci usb-storage sd_mod ext4
 "#,
     )
     .unwrap();
-    // The test's own probe, after init-top: what the daemon loaded, then power off (there is
-    // no root file system to go on to).
+    // The test's own probes. After init-top: what the daemon loaded. Then /init mounts the
+    // root file system, an ext4 disk behind the SATA controller whose drivers (ahci, sd_mod)
+    // only the daemon loads, and runs init-bottom: after our script, whether the daemon was
+    // stopped, then power off.
     let probe = conf.join("scripts/init-premount/zz-probe");
     std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
     std::fs::write(
@@ -77,13 +80,32 @@ echo
 echo "VMTEST modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 [ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
 kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
+cp /run/modaliasd/initramfs.pid /run/vmtest-daemon.pid
+"#,
+    )
+    .unwrap();
+    let bottom = conf.join("scripts/init-bottom/zz-probe");
+    std::fs::create_dir_all(bottom.parent().unwrap()).unwrap();
+    std::fs::write(
+        &bottom,
+        r#"#!/bin/sh
+PREREQ="modaliasd"
+case "$1" in prereqs) echo "$PREREQ"; exit 0 ;; esac
+echo
+grep -q ' /root ' /proc/mounts && echo 'VMTEST param root mounted'
+pid=$(cat /run/vmtest-daemon.pid)
+# Exited: gone, or a zombie that /init has not reaped yet.
+if [ ! -e /proc/$pid ] || grep -q '^State:.*zombie' /proc/$pid/status; then
+    echo 'VMTEST param stopped yes'
+fi
+[ -e /run/modaliasd/initramfs.pid ] || echo 'VMTEST param pidfile removed'
 echo 'VMTEST end'
 poweroff -f
 "#,
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    for script in [probe, conf.join("hooks/00-test-modules")] {
+    for script in [probe, bottom, conf.join("hooks/00-test-modules")] {
         std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
@@ -130,7 +152,48 @@ mkinitramfs -d {conf} -o {image} {kver}",
 
     // Booted: initramfs-tools' /init runs the init-top script, the daemon loads the drivers of
     // the devices whose modules the image holds (no USB host driver, so no USB disk), settle
-    // returns, and the daemon is still running when init-premount comes.
-    let r = machine::Image::from_initrd(&tree, &image).boot("mkinitramfs", false, 1);
+    // returns, and the daemon is still running when init-premount comes. The root disk's
+    // drivers are among them, so /init finds /dev/sda, mounts it and runs init-bottom, where
+    // our script stops the daemon before the switch to the real root.
+    let mut image = machine::Image::from_initrd(&tree, &image);
+    let disk = tmp.path().join("root.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let mkfs = std::process::Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4"])
+        .arg(&disk)
+        .status()
+        .expect("mke2fs (e2fsprogs)");
+    assert!(mkfs.success());
+    image.devices.extend([
+        "-drive".to_string(),
+        format!(
+            "if=none,id=root,format=raw,snapshot=on,file={}",
+            disk.display()
+        ),
+        "-device".to_string(),
+        "ide-hd,drive=root,bus=ahci.0".to_string(),
+    ]);
+    let r = image.boot_with("mkinitramfs", false, 1, "root=/dev/sda rootfstype=ext4");
     r.assert_daemon_coldplugged();
+    assert!(
+        r.modules.iter().any(|m| m == "sd_mod"),
+        "the root disk's sd_mod was not loaded: {:?}\n{}",
+        r.modules,
+        r.console
+    );
+    for (param, value) in [
+        ("root", "mounted"),
+        ("stopped", "yes"),
+        ("pidfile", "removed"),
+    ] {
+        assert_eq!(
+            r.params.get(param).map(String::as_str),
+            Some(value),
+            "{param}:\n{}",
+            r.console
+        );
+    }
 }
