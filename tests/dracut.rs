@@ -38,30 +38,38 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn dracut_with_the_module_builds_an_image_that_boots_with_the_daemon() {
-    build_and_boot("base rootfs-block modaliasd");
+    build_and_boot("base rootfs-block modaliasd", true);
 }
 
 #[test]
 fn a_dracut_image_with_systemd_as_init_runs_the_daemon_too() {
-    let log = build_and_boot("systemd systemd-initrd dracut-systemd base rootfs-block modaliasd");
+    // Not on to the root: systemd waits for dev-sda.device, which needs udev's processing of
+    // the disk in this overlay-built image, not the daemon's (the shell /init test above goes
+    // on to the root and the cleanup hook).
+    let log = build_and_boot(
+        "systemd systemd-initrd dracut-systemd base rootfs-block modaliasd",
+        false,
+    );
     assert!(
         log.contains("Including module: dracut-systemd"),
         "not a systemd image: {log}"
     );
 }
 
-/// Builds an image with dracut's `modules` and ours, checks it, boots it, and returns dracut's
-/// log.
-fn build_and_boot(modules: &str) -> String {
+/// Builds an image with dracut's `modules` and ours, checks it, boots it (on to the mounted root
+/// and the cleanup hooks when `to_root`, else powered off after pre-trigger), and returns
+/// dracut's log.
+fn build_and_boot(modules: &str, to_root: bool) -> String {
     let tree = kernel_tree("6.12");
     let kver = &tree.kver;
     let tmp = TempDir::new("dracut");
     // The test's own probes. A pre-udev hook after ours: what the daemon loaded before udevd
     // started. A pre-trigger hook, which runs after udevd has started (under systemd, in
     // another service, once dracut-pre-udev.service has ended): whether the daemon is still
-    // there; then power off (there is no root file system to go on to). Shell builtins only:
-    // the image has bash and little else. Under systemd a service's output goes to the journal,
-    // so the probes write to the console themselves.
+    // there. A cleanup hook after ours, once the root file system (an ext4 disk whose drivers
+    // the daemon loads) is mounted: whether our hook stopped the daemon; then power off. Shell
+    // builtins only: the image has bash and little else. Under systemd a service's output goes
+    // to the journal, so the probes write to the console themselves.
     let probe = tmp.path().join("probe.sh");
     std::fs::write(
         &probe,
@@ -72,6 +80,7 @@ echo
 echo "VMTEST modules$m"
 [ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
 kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
+cp /run/modaliasd/initramfs.pid /run/vmtest-daemon.pid
 } > /dev/console 2>&1
 "#,
     )
@@ -81,6 +90,29 @@ kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon runni
         &later,
         r#"{
 kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon_later running'
+} > /dev/console 2>&1
+"#,
+    )
+    .unwrap();
+    if !to_root {
+        let mut text = std::fs::read_to_string(&later).unwrap();
+        text.push_str("echo 'VMTEST end' > /dev/console\necho o > /proc/sysrq-trigger\n");
+        std::fs::write(&later, text).unwrap();
+    }
+    let cleanup = tmp.path().join("cleanup.sh");
+    std::fs::write(
+        &cleanup,
+        r#"{
+while read -r _ at _; do
+    [ "$at" = /sysroot ] && echo 'VMTEST param root mounted'
+done < /proc/mounts
+pid=$(cat /run/vmtest-daemon.pid)
+state=gone
+[ -e /proc/$pid/status ] && while read -r key value _; do
+    [ "$key" = State: ] && state=$value
+done < /proc/$pid/status
+# Exited: gone, or a zombie (Z) that has not been reaped yet.
+case $state in gone|Z) echo 'VMTEST param stopped yes' ;; esac
 echo 'VMTEST end'
 } > /dev/console 2>&1
 echo o > /proc/sysrq-trigger
@@ -93,10 +125,11 @@ echo o > /proc/sysrq-trigger
         &tmp,
         &tree,
         modules,
-        "add_dracutmodules+=\" modaliasd \"\nadd_drivers+=\" e1000 ahci usb-storage \"\n",
+        "add_dracutmodules+=\" modaliasd \"\nadd_drivers+=\" e1000 ahci usb-storage sd_mod ext4 \"\n",
         &[
             (probe, "/usr/lib/dracut/hooks/pre-udev/99-probe.sh"),
             (later, "/usr/lib/dracut/hooks/pre-trigger/99-probe.sh"),
+            (cleanup, "/usr/lib/dracut/hooks/cleanup/99-probe.sh"),
         ],
     );
     assert!(
@@ -123,14 +156,23 @@ echo o > /proc/sysrq-trigger
     support::assert_image_has_the_daemon(&root, kver);
 
     // Booted: dracut's /init sources our pre-udev hook and the daemon coldplugs before udevd
-    // starts. /init wants a root= it knows how to handle (rootfs-block's) before any hook; the
-    // probe powers off long before it would look for that disk. Should /init fail, it powers
-    // off rather than wait in a shell.
-    let r = machine::Image::from_initrd(&tree, &image).boot_with(
+    // starts; the root disk appears behind the drivers it loads, /init mounts it, and our
+    // cleanup hook stops the daemon before the switch. Should /init fail, it powers off rather
+    // than wait in a shell.
+    let mut vm = machine::Image::from_initrd(&tree, &image);
+    let root_arg = if to_root {
+        vm.add_root_disk();
+        "root=/dev/sda rootfstype=ext4"
+    } else {
+        // /init wants a root= it knows how to handle before any hook; the probe powers off
+        // long before it would look for that disk.
+        "root=/dev/disk/by-label/none"
+    };
+    let r = vm.boot_with(
         "dracut",
         false,
         1,
-        "root=/dev/disk/by-label/none rd.shell=0 rd.emergency=poweroff",
+        &format!("{root_arg} rd.shell=0 rd.emergency=poweroff"),
     );
     r.assert_daemon_coldplugged();
     assert_eq!(
@@ -139,6 +181,22 @@ echo o > /proc/sysrq-trigger
         "the daemon did not outlive the pre-udev hook:\n{}",
         r.console
     );
+    if to_root {
+        assert!(
+            r.modules.iter().any(|m| m == "sd_mod"),
+            "the root disk's sd_mod was not loaded: {:?}\n{}",
+            r.modules,
+            r.console
+        );
+        for (param, value) in [("root", "mounted"), ("stopped", "yes")] {
+            assert_eq!(
+                r.params.get(param).map(String::as_str),
+                Some(value),
+                "{param}:\n{}",
+                r.console
+            );
+        }
+    }
     log
 }
 

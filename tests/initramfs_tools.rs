@@ -156,26 +156,7 @@ mkinitramfs -d {conf} -o {image} {kver}",
     // drivers are among them, so /init finds /dev/sda, mounts it and runs init-bottom, where
     // our script stops the daemon before the switch to the real root.
     let mut image = machine::Image::from_initrd(&tree, &image);
-    let disk = tmp.path().join("root.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let mkfs = std::process::Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4"])
-        .arg(&disk)
-        .status()
-        .expect("mke2fs (e2fsprogs)");
-    assert!(mkfs.success());
-    image.devices.extend([
-        "-drive".to_string(),
-        format!(
-            "if=none,id=root,format=raw,snapshot=on,file={}",
-            disk.display()
-        ),
-        "-device".to_string(),
-        "ide-hd,drive=root,bus=ahci.0".to_string(),
-    ]);
+    image.add_root_disk();
     let r = image.boot_with("mkinitramfs", false, 1, "root=/dev/sda rootfstype=ext4");
     r.assert_daemon_coldplugged();
     assert!(

@@ -186,6 +186,38 @@ impl Image {
         Image::assemble(TempDir::new("vm"), tree, initrd.to_owned())
     }
 
+    /// An ext4 file system as a disk on the standard set's SATA controller (`/dev/sda` when no
+    /// other disk's driver is in the image), for boots that mount a root. It holds only what
+    /// makes the initramfs accept it as a root (dracut wants proc, sys and dev there).
+    #[allow(dead_code)] // not every test that includes this file boots to a root
+    pub fn add_root_disk(&mut self) {
+        let tree = self.dir.path().join("root-tree");
+        for d in ["proc", "sys", "dev", "sbin"] {
+            std::fs::create_dir_all(tree.join(d)).unwrap();
+        }
+        let disk = self.dir.path().join("root.img");
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+        let mkfs = Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-d"])
+            .arg(&tree)
+            .arg(&disk)
+            .status()
+            .expect("mke2fs (e2fsprogs)");
+        assert!(mkfs.success());
+        self.devices.extend([
+            "-drive".to_string(),
+            format!(
+                "if=none,id=root,format=raw,snapshot=on,file={}",
+                disk.display()
+            ),
+            "-device".to_string(),
+            "ide-hd,drive=root,bus=ahci.0".to_string(),
+        ]);
+    }
+
     /// A `-drive` argument with id `id` on the stick's backing file (a snapshot each, so one
     /// file serves every disk of a device set).
     pub fn drive(&self, id: &str) -> String {
