@@ -3,7 +3,8 @@
 //! the daemon in its pre-udev hook, which loads the drivers of the devices present before udevd
 //! runs. Both kinds of dracut image: the shell /init, and systemd as /init (dracut's `systemd`
 //! modules, as Debian and Fedora build them when systemd is installed), where the hook runs
-//! inside `dracut-pre-udev.service` and the daemon must outlive that oneshot service. A third
+//! inside `dracut-pre-udev.service` and the daemon must outlive that oneshot service. Both
+//! boot on to a root disk whose drivers the daemon loads, and our cleanup hook stops it. A third
 //! image uses no hook at all but our systemd units, which systemd as /init runs (the only test
 //! where systemd itself starts them).
 //!
@@ -38,28 +39,21 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn dracut_with_the_module_builds_an_image_that_boots_with_the_daemon() {
-    build_and_boot("base rootfs-block modaliasd", true);
+    build_and_boot("base rootfs-block modaliasd");
 }
 
 #[test]
 fn a_dracut_image_with_systemd_as_init_runs_the_daemon_too() {
-    // Not on to the root: systemd waits for dev-sda.device, which needs udev's processing of
-    // the disk in this overlay-built image, not the daemon's (the shell /init test above goes
-    // on to the root and the cleanup hook).
-    let log = build_and_boot(
-        "systemd systemd-initrd dracut-systemd base rootfs-block modaliasd",
-        false,
-    );
+    let log = build_and_boot("systemd systemd-initrd dracut-systemd base rootfs-block modaliasd");
     assert!(
         log.contains("Including module: dracut-systemd"),
         "not a systemd image: {log}"
     );
 }
 
-/// Builds an image with dracut's `modules` and ours, checks it, boots it (on to the mounted root
-/// and the cleanup hooks when `to_root`, else powered off after pre-trigger), and returns
-/// dracut's log.
-fn build_and_boot(modules: &str, to_root: bool) -> String {
+/// Builds an image with dracut's `modules` and ours, checks it, boots it on to the mounted root
+/// and the cleanup hooks, and returns dracut's log.
+fn build_and_boot(modules: &str) -> String {
     let tree = kernel_tree("6.12");
     let kver = &tree.kver;
     let tmp = TempDir::new("dracut");
@@ -94,11 +88,6 @@ kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon_later
 "#,
     )
     .unwrap();
-    if !to_root {
-        let mut text = std::fs::read_to_string(&later).unwrap();
-        text.push_str("echo 'VMTEST end' > /dev/console\necho o > /proc/sysrq-trigger\n");
-        std::fs::write(&later, text).unwrap();
-    }
     let cleanup = tmp.path().join("cleanup.sh");
     std::fs::write(
         &cleanup,
@@ -160,19 +149,12 @@ echo o > /proc/sysrq-trigger
     // cleanup hook stops the daemon before the switch. Should /init fail, it powers off rather
     // than wait in a shell.
     let mut vm = machine::Image::from_initrd(&tree, &image);
-    let root_arg = if to_root {
-        vm.add_root_disk();
-        "root=/dev/sda rootfstype=ext4"
-    } else {
-        // /init wants a root= it knows how to handle before any hook; the probe powers off
-        // long before it would look for that disk.
-        "root=/dev/disk/by-label/none"
-    };
+    vm.add_root_disk();
     let r = vm.boot_with(
         "dracut",
         false,
         1,
-        &format!("{root_arg} rd.shell=0 rd.emergency=poweroff"),
+        "root=/dev/sda rootfstype=ext4 rd.shell=0 rd.emergency=poweroff",
     );
     r.assert_daemon_coldplugged();
     assert_eq!(
@@ -181,21 +163,19 @@ echo o > /proc/sysrq-trigger
         "the daemon did not outlive the pre-udev hook:\n{}",
         r.console
     );
-    if to_root {
-        assert!(
-            r.modules.iter().any(|m| m == "sd_mod"),
-            "the root disk's sd_mod was not loaded: {:?}\n{}",
-            r.modules,
+    assert!(
+        r.modules.iter().any(|m| m == "sd_mod"),
+        "the root disk's sd_mod was not loaded: {:?}\n{}",
+        r.modules,
+        r.console
+    );
+    for (param, value) in [("root", "mounted"), ("stopped", "yes")] {
+        assert_eq!(
+            r.params.get(param).map(String::as_str),
+            Some(value),
+            "{param}:\n{}",
             r.console
         );
-        for (param, value) in [("root", "mounted"), ("stopped", "yes")] {
-            assert_eq!(
-                r.params.get(param).map(String::as_str),
-                Some(value),
-                "{param}:\n{}",
-                r.console
-            );
-        }
     }
     log
 }
@@ -232,6 +212,12 @@ fn build_image(
     std::fs::create_dir_all(over.join("lib/systemd")).unwrap();
     std::os::unix::fs::symlink("/usr/bin/udevadm", over.join("lib/systemd/systemd-udevd")).unwrap();
     copy_tree(&udev.join("lib/udev"), &over.join("lib/udev"));
+    // udevd's units too, for the images with systemd as /init: without them no udevd runs
+    // there, and systemd never sees the root disk's device.
+    copy_tree(
+        &udev.join("lib/systemd/system"),
+        &over.join("lib/systemd/system"),
+    );
     std::fs::create_dir_all(over.join("lib/modules").join(kver)).unwrap();
 
     let conf_file = tmp.path().join("dracut.conf");
