@@ -67,16 +67,10 @@ fn build_and_boot(modules: &str) -> String {
     let probe = tmp.path().join("probe.sh");
     std::fs::write(
         &probe,
-        r#"{
-m=
-while read -r name _; do m="$m $name"; done < /proc/modules
-echo
-echo "VMTEST modules$m"
-[ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
-kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
-cp /run/modaliasd/initramfs.pid /run/vmtest-daemon.pid
-} > /dev/console 2>&1
-"#,
+        format!(
+            "{{\n{}}} > /dev/console 2>&1\n",
+            machine::probe_coldplugged()
+        ),
     )
     .unwrap();
     let later = tmp.path().join("later.sh");
@@ -91,21 +85,10 @@ kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon_later
     let cleanup = tmp.path().join("cleanup.sh");
     std::fs::write(
         &cleanup,
-        r#"{
-while read -r _ at _; do
-    [ "$at" = /sysroot ] && echo 'VMTEST param root mounted'
-done < /proc/mounts
-pid=$(cat /run/vmtest-daemon.pid)
-state=gone
-[ -e /proc/$pid/status ] && while read -r key value _; do
-    [ "$key" = State: ] && state=$value
-done < /proc/$pid/status
-# Exited: gone, or a zombie (Z) that has not been reaped yet.
-case $state in gone|Z) echo 'VMTEST param stopped yes' ;; esac
-echo 'VMTEST end'
-} > /dev/console 2>&1
-echo o > /proc/sysrq-trigger
-"#,
+        format!(
+            "{{\n{}echo 'VMTEST end'\n}} > /dev/console 2>&1\necho o > /proc/sysrq-trigger\n",
+            machine::probe_stopped("/sysroot")
+        ),
     )
     .unwrap();
     // A packager's configuration: our module, and drivers the way users add them, through
@@ -157,26 +140,9 @@ echo o > /proc/sysrq-trigger
         "root=/dev/sda rootfstype=ext4 rd.shell=0 rd.emergency=poweroff",
     );
     r.assert_daemon_coldplugged();
-    assert_eq!(
-        r.params.get("daemon_later").map(String::as_str),
-        Some("running"),
-        "the daemon did not outlive the pre-udev hook:\n{}",
-        r.console
-    );
-    assert!(
-        r.modules.iter().any(|m| m == "sd_mod"),
-        "the root disk's sd_mod was not loaded: {:?}\n{}",
-        r.modules,
-        r.console
-    );
-    for (param, value) in [("root", "mounted"), ("stopped", "yes")] {
-        assert_eq!(
-            r.params.get(param).map(String::as_str),
-            Some(value),
-            "{param}:\n{}",
-            r.console
-        );
-    }
+    // The daemon outlived the pre-udev hook (under systemd, its service).
+    r.assert_params(&[("daemon_later", "running")]);
+    r.assert_stopped_on_the_root();
     log
 }
 
@@ -309,12 +275,8 @@ fn systemd_runs_the_units_on_the_socket_it_holds() {
     let probe = tmp.path().join("vmtest-probe.sh");
     std::fs::write(
         &probe,
-        r#"{
-m=
-while read -r name _; do m="$m $name"; done < /proc/modules
-echo
-echo "VMTEST modules$m"
-echo "VMTEST param socket $(systemctl is-active modaliasd.socket)"
+        format!("{{\n{}", machine::PROBE_MODULES)
+            + r#"echo "VMTEST param socket $(systemctl is-active modaliasd.socket)"
 echo "VMTEST param service $(systemctl is-active modaliasd.service)"
 before=$(systemctl show -P MainPID modaliasd.service)
 systemctl restart modaliasd.service
@@ -356,29 +318,15 @@ echo o > /proc/sysrq-trigger
         1,
         "root=/dev/disk/by-label/none rd.shell=0 rd.emergency=poweroff",
     );
-    assert!(r.ended, "the probe did not run:\n{}", r.console);
-    for module in ["e1000", "ahci", "libahci", "libata"] {
-        assert!(
-            r.modules.iter().any(|m| m == module),
-            "{module} not loaded when modaliasd.service was ready: {:?}\n{}",
-            r.modules,
-            r.console
-        );
-    }
-    for (param, value) in [
+    // Loaded by the time modaliasd.service was ready.
+    r.assert_loaded(&["e1000", "ahci", "libahci", "libata"]);
+    r.assert_params(&[
         ("socket", "active"),
         ("service", "active"),
         ("restarted", "yes"),
         ("service_after", "active"),
         ("reload", "ok"),
-    ] {
-        assert_eq!(
-            r.params.get(param).map(String::as_str),
-            Some(value),
-            "{param}:\n{}",
-            r.console
-        );
-    }
+    ]);
     let passed = r
         .console
         .matches("using the uevent socket passed by the service manager")
@@ -390,13 +338,9 @@ echo o > /proc/sysrq-trigger
         "ExecReload did not reach the daemon:\n{}",
         r.console
     );
-    // The instance the uevent started read it: its summary counts at least one message.
-    assert_eq!(
-        r.params.get("activated").map(String::as_str),
-        Some("active"),
-        "a uevent did not start the daemon:\n{}",
-        r.console
-    );
+    // A uevent started the daemon, and that instance read it: its summary counts at least
+    // one message.
+    r.assert_params(&[("activated", "active")]);
     let last_summary = r
         .console
         .lines()

@@ -74,34 +74,18 @@ manual_add_modules e1000 ahci usb-storage sd_mod ext4
     std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
     std::fs::write(
         &probe,
-        r#"#!/bin/sh
-case "$1" in prereqs) echo; exit 0 ;; esac
-echo
-echo "VMTEST modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
-[ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
-kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
-cp /run/modaliasd/initramfs.pid /run/vmtest-daemon.pid
-"#,
+        "#!/bin/sh\ncase \"$1\" in prereqs) echo; exit 0 ;; esac\n".to_string()
+            + &machine::probe_coldplugged(),
     )
     .unwrap();
     let bottom = conf.join("scripts/init-bottom/zz-probe");
     std::fs::create_dir_all(bottom.parent().unwrap()).unwrap();
     std::fs::write(
         &bottom,
-        r#"#!/bin/sh
-PREREQ="modaliasd"
-case "$1" in prereqs) echo "$PREREQ"; exit 0 ;; esac
-echo
-grep -q ' /root ' /proc/mounts && echo 'VMTEST param root mounted'
-pid=$(cat /run/vmtest-daemon.pid)
-# Exited: gone, or a zombie that /init has not reaped yet.
-if [ ! -e /proc/$pid ] || grep -q '^State:.*zombie' /proc/$pid/status; then
-    echo 'VMTEST param stopped yes'
-fi
-[ -e /run/modaliasd/initramfs.pid ] || echo 'VMTEST param pidfile removed'
-echo 'VMTEST end'
-poweroff -f
-"#,
+        "#!/bin/sh\nPREREQ=\"modaliasd\"\ncase \"$1\" in prereqs) echo \"$PREREQ\"; exit 0 ;; esac\necho\n"
+            .to_string()
+            + &machine::probe_stopped("/root")
+            + "echo 'VMTEST end'\npoweroff -f\n",
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -159,22 +143,5 @@ mkinitramfs -d {conf} -o {image} {kver}",
     image.add_root_disk();
     let r = image.boot_with("mkinitramfs", false, 1, "root=/dev/sda rootfstype=ext4");
     r.assert_daemon_coldplugged();
-    assert!(
-        r.modules.iter().any(|m| m == "sd_mod"),
-        "the root disk's sd_mod was not loaded: {:?}\n{}",
-        r.modules,
-        r.console
-    );
-    for (param, value) in [
-        ("root", "mounted"),
-        ("stopped", "yes"),
-        ("pidfile", "removed"),
-    ] {
-        assert_eq!(
-            r.params.get(param).map(String::as_str),
-            Some(value),
-            "{param}:\n{}",
-            r.console
-        );
-    }
+    r.assert_stopped_on_the_root();
 }

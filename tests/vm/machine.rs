@@ -125,17 +125,50 @@ pub fn udev_root() -> PathBuf {
     dir
 }
 
+/// Shell for a probe in a generator's image, builtins only (a dracut image has bash and little
+/// else): the loaded modules as the `VMTEST modules` line.
+pub const PROBE_MODULES: &str = r#"m=
+while read -r name _; do m="$m $name"; done < /proc/modules
+echo
+echo "VMTEST modules$m"
+"#;
+
+/// A probe once the initramfs daemon has coldplugged: [`PROBE_MODULES`], whether `settle`
+/// would return and the daemon runs (see [`Report::assert_daemon_coldplugged`]), and the
+/// daemon's pid kept for [`probe_stopped`], since the stop script removes the pid file.
+pub fn probe_coldplugged() -> String {
+    format!(
+        r#"{PROBE_MODULES}[ -e /run/modaliasd/coldplug-done ] && echo 'VMTEST param settled yes'
+kill -0 "$(cat /run/modaliasd/initramfs.pid)" && echo 'VMTEST param daemon running'
+cp /run/modaliasd/initramfs.pid /run/vmtest-daemon.pid
+"#
+    )
+}
+
+/// A probe after the image's stop script, before the switch to the root mounted at
+/// `root_mount` (see [`Report::assert_stopped_on_the_root`]).
+pub fn probe_stopped(root_mount: &str) -> String {
+    format!(
+        r#"while read -r _ at _; do
+    [ "$at" = {root_mount} ] && echo 'VMTEST param root mounted'
+done < /proc/mounts
+pid=$(cat /run/vmtest-daemon.pid)
+state=gone
+[ -e /proc/$pid/status ] && while read -r key value _; do
+    [ "$key" = State: ] && state=$value
+done < /proc/$pid/status
+# Exited: gone, or a zombie (Z) that whatever adopted it has not reaped yet.
+case $state in gone|Z) echo 'VMTEST param stopped yes' ;; esac
+[ -e /run/modaliasd/initramfs.pid ] || echo 'VMTEST param pidfile removed'
+"#
+    )
+}
+
 impl Report {
-    /// What a generator's image must show at its probe: the daemon loaded the drivers of the
-    /// devices whose modules the image holds (e1000 and ahci; no USB host driver, so no USB
-    /// disk), `settle` returned, and the daemon is still running for the boot's later stages.
-    pub fn assert_daemon_coldplugged(&self) {
-        assert!(
-            self.ended,
-            "the image's init did not reach the probe:\n{}",
-            self.console
-        );
-        for module in ["e1000", "ahci", "libahci", "libata"] {
+    /// Every one of `modules` was in /proc/modules at the probe.
+    pub fn assert_loaded(&self, modules: &[&str]) {
+        assert!(self.ended, "the probe did not run:\n{}", self.console);
+        for module in modules {
             assert!(
                 self.modules.iter().any(|m| m == module),
                 "{module} not loaded: {:?}\n{}",
@@ -143,11 +176,38 @@ impl Report {
                 self.console
             );
         }
-        assert_eq!(self.params.get("settled").map(String::as_str), Some("yes"));
-        assert_eq!(
-            self.params.get("daemon").map(String::as_str),
-            Some("running")
-        );
+    }
+
+    /// The probe reported each `VMTEST param NAME VALUE` of `expected`.
+    pub fn assert_params(&self, expected: &[(&str, &str)]) {
+        for (param, value) in expected {
+            assert_eq!(
+                self.params.get(*param).map(String::as_str),
+                Some(*value),
+                "{param}:\n{}",
+                self.console
+            );
+        }
+    }
+
+    /// What a generator's image must show at its probe: the daemon loaded the drivers of the
+    /// devices whose modules the image holds (e1000 and ahci; no USB host driver, so no USB
+    /// disk), `settle` returned, and the daemon is still running for the boot's later stages.
+    pub fn assert_daemon_coldplugged(&self) {
+        self.assert_loaded(&["e1000", "ahci", "libahci", "libata"]);
+        self.assert_params(&[("settled", "yes"), ("daemon", "running")]);
+    }
+
+    /// What [`probe_stopped`] must show after a boot with [`Image::add_root_disk`]: the root
+    /// disk's driver was loaded (by the daemon: the images do not list it for their /init),
+    /// the root was mounted, and the stop script ended the daemon and removed its pid file.
+    pub fn assert_stopped_on_the_root(&self) {
+        self.assert_loaded(&["sd_mod"]);
+        self.assert_params(&[
+            ("root", "mounted"),
+            ("stopped", "yes"),
+            ("pidfile", "removed"),
+        ]);
     }
 }
 
@@ -189,7 +249,6 @@ impl Image {
     /// An ext4 file system as a disk on the standard set's SATA controller (`/dev/sda` when no
     /// other disk's driver is in the image), for boots that mount a root. It holds only what
     /// makes the initramfs accept it as a root (dracut wants proc, sys and dev there).
-    #[allow(dead_code)] // not every test that includes this file boots to a root
     pub fn add_root_disk(&mut self) {
         let tree = self.dir.path().join("root-tree");
         for d in ["proc", "sys", "dev", "sbin"] {
