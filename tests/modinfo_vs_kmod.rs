@@ -177,6 +177,8 @@ fn names_aliases_builtins_and_fields_of(series: &str) {
         .map(modaliasd::names::modname_from_path)
         .collect();
     assert!(names.len() > 100);
+    // Built-in modules have no file: kmod prints their name itself, for `-F name` too.
+    let some_builtin = [names[0].clone(), names[names.len() / 2].clone()];
     let dep = std::fs::read_to_string(dir.join("modules.dep")).unwrap();
     let mut rng = Rng(0x6d6f64696e666f);
     let modules: Vec<String> = dep
@@ -218,12 +220,18 @@ fn names_aliases_builtins_and_fields_of(series: &str) {
             "ext4",
             "crc32c_generic",
             "usbhid",
-        ] {
+        ]
+        .iter()
+        .chain(&some_builtin.each_ref().map(String::as_str))
+        {
             assert_same(&tree, &["-F", field, name]);
         }
     }
     assert_same(&tree, &["-0", "e1000e", "ext4"]);
     assert_same(&tree, &["-0", "-F", "parm", "e1000e"]);
+    // Parameters with a type and no description (kvm's), in a listing and alone.
+    assert_same(&tree, &["kvm"]);
+    assert_same(&tree, &["-F", "parm", "kvm"]);
 }
 
 /// The signature's end: kmod reads it from the last 40 bytes (12-byte header, 28-byte magic).

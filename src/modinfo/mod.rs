@@ -203,8 +203,14 @@ pub fn render(
     let filename = match shown.filename {
         Some(f) => f,
         None => {
-            if field.is_none() {
-                write!(out, "{:<16}{}", "name:", shown.name)?;
+            // kmod prints a built-in module's name itself, for `-F name` too: no file to
+            // read it from.
+            match field {
+                None => write!(out, "{:<16}{}", "name:", shown.name)?,
+                Some("name") => out.write_all(shown.name.as_bytes())?,
+                Some(_) => {}
+            }
+            if matches!(field, None | Some("name")) {
                 out.write_all(&sep)?;
             }
             b"(builtin)".as_slice()
@@ -280,7 +286,14 @@ fn render_params(
                 out.write_all(b")")?;
             }
             (Some(d), None) => out.write_all(d)?,
-            (None, Some(k)) => out.write_all(k)?,
+            // kmod's two printers differ here: the listing shows `name:type`, `-F parm`
+            // shows `name: (type)`.
+            (None, Some(k)) if labelled => out.write_all(k)?,
+            (None, Some(k)) => {
+                out.write_all(b" (")?;
+                out.write_all(k)?;
+                out.write_all(b")")?;
+            }
             (None, None) => {}
         }
         out.write_all(sep)?;
