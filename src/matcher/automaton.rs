@@ -1131,11 +1131,43 @@ fn find_segment(seg: &[u8], hay: &[u8]) -> Option<usize> {
 /// memchr, without its set-up cost on the short haystacks most lookups have.
 #[inline]
 fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
-    if hay.len() < 32 {
-        hay.iter().position(|&c| c == b)
+    if hay.len() < 64 {
+        find_byte_short(b, hay)
     } else {
         memchr::memchr(b, hay)
     }
+}
+
+/// [`find_byte`] eight bytes at a time. A byte-at-a-time loop costs a mispredicted exit
+/// branch at a different trip count on nearly every call; this takes at most four words.
+#[inline]
+fn find_byte_short(b: u8, hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The lowest flagged byte is the first equal one: a borrow can only flag bytes above a
+    // zero byte, never below it.
+    let first_equal = |word: u64| {
+        let x = word ^ (u64::from(b) * ONES);
+        let t = x.wrapping_sub(ONES) & !x & HIGH;
+        (t != 0).then(|| t.trailing_zeros() as usize / 8)
+    };
+    let n = hay.len();
+    if n < 8 {
+        return hay.iter().position(|&c| c == b);
+    }
+    let mut at = 0;
+    while at + 8 <= n {
+        if let Some(i) = first_equal(u64::from_le_bytes(hay[at..at + 8].try_into().unwrap())) {
+            return Some(at + i);
+        }
+        at += 8;
+    }
+    if at == n {
+        return None;
+    }
+    // The last eight bytes, overlapping those already searched, which hold no match.
+    let i = first_equal(u64::from_le_bytes(hay[n - 8..].try_into().unwrap()))?;
+    Some(n - 8 + i)
 }
 
 /// Slice equality for the short runs segments and keys are: eight bytes at a time, no libc
@@ -1244,6 +1276,25 @@ mod tests {
             a.contains[0].searcher(),
             SubstringSearcher::Prefixed { .. }
         ));
+    }
+
+    #[test]
+    fn short_byte_search_agrees_with_a_plain_scan() {
+        let mut hay = Vec::new();
+        for len in 0..40usize {
+            hay.clear();
+            hay.extend((0..len).map(|i| b"ab\x80\x00\x01\xff"[i * 7 % 6]));
+            for b in [b'a', b'b', 0x80, 0x01, 0xff, 0x00, 0x7f] {
+                for start in 0..=len {
+                    let h = &hay[start..];
+                    assert_eq!(
+                        find_byte_short(b, h),
+                        h.iter().position(|&c| c == b),
+                        "{b:#x} in {h:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
