@@ -48,7 +48,9 @@ blacklist i-915
 const LOW_SHADOWED: &str = "options e1000e shadowed=1\nblacklist e1000e\n";
 const LOW_READ: &str = "alias low-alias igb\noptions igb from_low=1\n";
 
-fn compare_tree(series: &str) {
+/// `min_found`: how many of the names must at least give a plan, so that a broken fixture
+/// cannot pass by offering nothing to compare.
+fn compare_tree(series: &str, min_found: usize) {
     let kernel = kernel_tree(series);
     let tree = ModuleTree::load(&kernel.module_dir()).unwrap();
     let tmp = TempDir::new("load");
@@ -123,25 +125,33 @@ fn compare_tree(series: &str) {
         );
         found += usize::from(!theirs.stdout.is_empty());
     }
-    assert!(found > 100, "{series}: only {found} names printed anything");
+    assert!(
+        found >= min_found,
+        "{series}: only {found} names printed anything"
+    );
 }
 
 #[test]
 fn debian_6_12_load_show_depends_matches_modprobe() {
-    compare_tree("6.12");
+    compare_tree("6.12", 100);
 }
 
 #[test]
 fn debian_6_1_load_show_depends_matches_modprobe() {
-    compare_tree("6.1");
+    compare_tree("6.1", 100);
 }
 
 #[test]
 fn debian_arm64_6_12_load_show_depends_matches_modprobe() {
-    compare_tree("arm64-6.12");
+    compare_tree("arm64-6.12", 100);
 }
 
 #[test]
 fn debian_i386_6_1_load_show_depends_matches_modprobe() {
-    compare_tree("i386-6.1");
+    compare_tree("i386-6.1", 100);
+}
+
+#[test]
+fn debian_cloud_6_12_load_show_depends_matches_modprobe() {
+    compare_tree("cloud-6.12", 30);
 }
