@@ -240,6 +240,10 @@ fn names_aliases_builtins_and_fields_of(series: &str) {
     }
     assert_same(&tree, &["-0", "e1000e", "ext4"]);
     assert_same(&tree, &["-0", "-F", "parm", "e1000e"]);
+    // kmod's shorthands for -F.
+    for short in ["-a", "-d", "-l", "-p", "-n"] {
+        assert_same(&tree, &[short, "e1000e", "ext4"]);
+    }
     // Parameters with a type and no description (kvm's), in a listing and alone.
     assert_same(&tree, &["kvm"]);
     assert_same(&tree, &["-F", "parm", "kvm"]);

@@ -26,6 +26,8 @@ module found is shown. Built-in modules come from modules.builtin.modinfo.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  -F, --field FIELD  print only FIELD's values, one per line (as modinfo -F)
+  -a, -d, -l, -p, -n  kmod's shorthands: -F author, description, license, parm, filename
+                  (also --author, --description, --license, --parameters, --filename)
   -0, --null      end each line with NUL instead of newline (and print key=value)
   --json          print a JSON array: per module its name, filename, fields (in order) and
                   parameters (name, description, type)
@@ -66,6 +68,20 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
             lexopt::Arg::Short('F') | lexopt::Arg::Long("field") => {
                 field = Some(string(&mut parser)?)
+            }
+            // kmod's shorthands for -F.
+            lexopt::Arg::Short('a') | lexopt::Arg::Long("author") => field = Some("author".into()),
+            lexopt::Arg::Short('d') | lexopt::Arg::Long("description") => {
+                field = Some("description".into())
+            }
+            lexopt::Arg::Short('l') | lexopt::Arg::Long("license") => {
+                field = Some("license".into())
+            }
+            lexopt::Arg::Short('p') | lexopt::Arg::Long("parameters") => {
+                field = Some("parm".into())
+            }
+            lexopt::Arg::Short('n') | lexopt::Arg::Long("filename") => {
+                field = Some("filename".into())
             }
             lexopt::Arg::Short('0') | lexopt::Arg::Long("null") => separator = 0,
             lexopt::Arg::Long("json") => as_json = true,
