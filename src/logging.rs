@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -37,7 +38,8 @@ impl std::str::FromStr for LogFormat {
 /// The logging options, common to every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {
-    /// -1 for `-q`, 0 by default, 1 per `-v`.
+    /// -2 for `-qq` (nothing at all, as kmod's `modprobe -q`), -1 for `-q`, 0 by default,
+    /// 1 per `-v`.
     pub verbosity: i8,
     pub format: LogFormat,
 }
@@ -52,12 +54,13 @@ impl Default for LogOptions {
 }
 
 impl LogOptions {
-    pub fn max_level(&self) -> Level {
+    pub fn max_level(&self) -> LevelFilter {
         match self.verbosity {
-            i8::MIN..=-1 => Level::ERROR,
-            0 => Level::INFO,
-            1 => Level::DEBUG,
-            _ => Level::TRACE,
+            i8::MIN..=-2 => LevelFilter::OFF,
+            -1 => LevelFilter::ERROR,
+            0 => LevelFilter::INFO,
+            1 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
         }
     }
 }
@@ -190,7 +193,8 @@ pub fn take_options(
                 rest.extend(args.by_ref());
                 break;
             }
-            "-q" | "--quiet" => options.verbosity = -1,
+            "-q" | "--quiet" => options.verbosity = options.verbosity.min(-1),
+            "-qq" => options.verbosity = -2,
             "--verbose" => options.verbosity = options.verbosity.max(0).saturating_add(1),
             "--log-format" => {
                 let value = args
@@ -235,13 +239,17 @@ mod tests {
         assert_eq!(options.verbosity, 3);
         assert_eq!(options.format, LogFormat::Json);
         assert_eq!(rest, ["run", "--", "-q"]);
-        assert_eq!(options.max_level(), Level::TRACE);
+        assert_eq!(options.max_level(), LevelFilter::TRACE);
     }
 
     #[test]
     fn quiet_and_bad_format() {
         let (options, rest) = take(&["resolve", "-q", "pci:v1"]).unwrap();
-        assert_eq!(options.max_level(), Level::ERROR);
+        assert_eq!(options.max_level(), LevelFilter::ERROR);
+        let (options, _) = take(&["-q", "load", "-q"]).unwrap();
+        assert_eq!(options.max_level(), LevelFilter::ERROR);
+        let (options, _) = take(&["-qq", "load"]).unwrap();
+        assert_eq!(options.max_level(), LevelFilter::OFF);
         assert_eq!(rest, ["resolve", "pci:v1"]);
         assert!(take(&["--log-format=xml"]).is_err());
         assert!(take(&["--log-format"]).is_err());

@@ -300,6 +300,65 @@ fn load_show_depends_prints_target_paths_once_and_exits_like_modprobe() {
     );
 }
 
+/// Linked as `modprobe`, the binary is `load`, with the arguments the kernel's module request
+/// helper passes (`-q -- NAME`) and modprobe's spellings of load's options.
+#[test]
+fn linked_as_modprobe_it_loads_as_the_kernel_asks() {
+    let root = small_root();
+    let link = root.path().join("modprobe");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_modaliasd"), &link).unwrap();
+    let run = |program: &Path, args: &[&str]| Command::new(program).args(args).output().unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    let names = ["hid:b0003g0001v0000046Dp0000C52B", "fuse"];
+    let as_load = run(
+        Path::new(env!("CARGO_BIN_EXE_modaliasd")),
+        &[
+            &[
+                "load",
+                "--root",
+                root_arg,
+                "--kver",
+                KVER,
+                "--cmdline",
+                "none",
+            ][..],
+            &["--show-depends"],
+            &names,
+        ]
+        .concat(),
+    );
+    assert_eq!(as_load.status.code(), Some(0), "{}", stderr(&as_load));
+    assert!(stdout(&as_load).contains("hid-generic.ko.xz"));
+    // modprobe's -d, -S, -D and -a; the names after --.
+    let common = ["-d", root_arg, "-S", KVER, "--cmdline", "none"];
+    let as_modprobe = run(&link, &[&common[..], &["-a", "-D", "--"], &names].concat());
+    assert_eq!(
+        as_modprobe.status.code(),
+        Some(0),
+        "{}",
+        stderr(&as_modprobe)
+    );
+    assert_eq!(stdout(&as_modprobe), stdout(&as_load));
+    // kmod's -q prints nothing, not even errors; the exit status still says what happened.
+    let missing = run(
+        &link,
+        &[&common[..], &["-q", "--", "no-such-module"]].concat(),
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing), "");
+    let loud = run(&link, &[&common[..], &["--", "no-such-module"]].concat());
+    assert_eq!(loud.status.code(), Some(1));
+    assert!(stderr(&loud).contains("Module no-such-module not found"));
+    // The kernel's own call, for real: the fixture has no module files, so the insertion
+    // fails, silently, with status 1.
+    let kernel = run(&link, &[&common[..], &["-q", "--", "e1000e"]].concat());
+    assert_eq!(kernel.status.code(), Some(1));
+    assert_eq!(stderr(&kernel), "");
+    // Removal is not what modaliasd does: a usage error, not a silent success.
+    let remove = run(&link, &[&common[..], &["-r", "e1000e"]].concat());
+    assert_eq!(remove.status.code(), Some(2));
+}
+
 /// `-q` keeps errors and drops warnings; `-v` is accepted after the command too.
 #[test]
 fn quiet_keeps_errors_and_drops_warnings() {

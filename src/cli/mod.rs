@@ -47,12 +47,49 @@ Commands:
 
 Diagnostics (stderr, accepted before or after the command):
   -v, --verbose   also per-event decisions; -vv everything
-  -q, --quiet     errors only
+  -q, --quiet     errors only; -qq nothing at all
   --log-format F  'text' (default; journald priorities when stderr is the journal) or 'json'
 
 Run 'modaliasd COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 some inputs were invalid, 2 usage error or fatal error.
+
+Run as 'modprobe' (a link of that name), modaliasd is 'modaliasd load': the kernel's
+module request helper (/proc/sys/kernel/modprobe) runs 'modprobe -q -- NAME'. See
+'modaliasd load --help'.
 ";
+
+/// The arguments of `modprobe ARGS` as `modaliasd load` takes them: what the kernel's
+/// request_module helper passes (`-q -- NAME`) and the modprobe options that mean what a
+/// `load` option means. kmod's `-q` prints nothing at all, not even errors, hence `-qq`.
+/// Options with no `load` equivalent (`-r`, say) are left for `load` to refuse.
+pub fn modprobe_args(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out: Vec<OsString> = vec!["load".into()];
+    let mut args = args.into_iter();
+    for arg in args.by_ref() {
+        match arg.to_str() {
+            Some("--") => {
+                out.push(arg);
+                break;
+            }
+            Some("-q" | "--quiet") => out.push("-qq".into()),
+            // Several names are always taken.
+            Some("-a" | "--all") => {}
+            Some("-n" | "--dry-run") => out.push("--dry-run".into()),
+            Some("-D") => out.push("--show-depends".into()),
+            Some("-S" | "--set-version") => out.push("--kver".into()),
+            Some("-d" | "--dirname") => out.push("--root".into()),
+            Some(s) if s.starts_with("--set-version=") => {
+                out.push(format!("--kver={}", &s["--set-version=".len()..]).into())
+            }
+            Some(s) if s.starts_with("--dirname=") => {
+                out.push(format!("--root={}", &s["--dirname=".len()..]).into())
+            }
+            _ => out.push(arg),
+        }
+    }
+    out.extend(args);
+    out
+}
 
 pub fn main(args: Vec<OsString>) -> i32 {
     let (log_options, args) = match crate::logging::take_options(args) {

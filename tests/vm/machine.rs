@@ -433,6 +433,9 @@ pub struct Report {
     /// The hotplugged device's driver was bound: after how many seconds.
     pub hotplug_seconds: Option<f64>,
     pub modules_after_hotplug: Vec<String>,
+    /// With vmrequest=1: the modules after a kernel module request served by modaliasd
+    /// linked as modprobe.
+    pub modules_after_request: Vec<String>,
     /// modaliasd's log and the kernel's module-related messages.
     pub log: Vec<String>,
     pub kmsg: Vec<String>,
@@ -485,6 +488,7 @@ impl Report {
                     r.hotplug_seconds = Some(num(&w[2]) - num(&w[1]));
                 }
                 "modules-after-hotplug" => r.modules_after_hotplug = words(rest),
+                "modules-after-request" => r.modules_after_request = words(rest),
                 "log" => r.log.push(rest.to_owned()),
                 "load-exit" => {
                     let w = words(rest);

@@ -297,7 +297,7 @@ fn modaliasd_loads_what_udevd_loads_each_module_once() {
     let image = Image::build(&tree);
     // Two boots at once: one per core, and the emulated boots take most of a minute each.
     let (ours, udevd) = std::thread::scope(|s| {
-        let ours = s.spawn(|| image.boot("run", true, 1));
+        let ours = s.spawn(|| image.boot_with("run", true, 1, "vmrequest=1"));
         let udevd = s.spawn(|| image.boot("udevd", true, 1));
         (ours.join().unwrap(), udevd.join().unwrap())
     });
@@ -383,6 +383,17 @@ fn modaliasd_loads_what_udevd_loads_each_module_once() {
         );
         assert!(r.modules_after_hotplug.iter().any(|m| m == HOTPLUG_DRIVER));
     }
+    // The kernel's own request (fs-vfat), served by modaliasd linked as modprobe: vfat and
+    // the fat it depends on come in, and they were not there before.
+    for module in ["fat", "vfat"] {
+        assert!(
+            !ours.modules_after_hotplug.iter().any(|m| m == module)
+                && ours.modules_after_request.iter().any(|m| m == module),
+            "{module} after the kernel's request: {}",
+            context(&ours)
+        );
+    }
+
     // Timings are reported, never asserted (benches/boot.rs measures them properly).
     for r in [&ours, &udevd] {
         let late: Vec<_> = r
