@@ -354,6 +354,8 @@ fn linked_as_modprobe_it_loads_as_the_kernel_asks() {
     let kernel = run(&link, &[&common[..], &["-q", "--", "e1000e"]].concat());
     assert_eq!(kernel.status.code(), Some(1));
     assert_eq!(stderr(&kernel), "");
+    let version = run(&link, &["-V"]);
+    assert!(stdout(&version).starts_with("modaliasd "));
     // Removal is not what modaliasd does: a usage error, not a silent success.
     let remove = run(&link, &[&common[..], &["-r", "e1000e"]].concat());
     assert_eq!(remove.status.code(), Some(2));

@@ -72,6 +72,7 @@ pub fn modprobe_args(args: Vec<OsString>) -> Vec<OsString> {
                 break;
             }
             Some("-q" | "--quiet") => out.push("-qq".into()),
+            Some("-V" | "--version") => return vec!["--version".into()],
             // Several names are always taken.
             Some("-a" | "--all") => {}
             Some("-n" | "--dry-run") => out.push("--dry-run".into()),
