@@ -1,5 +1,6 @@
 //! Load plans against Debian's `modprobe --show-depends` on the 6.12 tree, with a modprobe.d
-//! configuration that uses every command: options for modules and for aliases, wildcard aliases,
+//! configuration that uses every command: options for modules and for aliases (a wildcard alias's
+//! options are those of its pattern, not of the name it matched), wildcard aliases,
 //! softdep chains and loops, softdeps through aliases, install commands with wildcards and one
 //! hidden by softdeps, blacklist in both modes, extra options.
 //!
@@ -25,6 +26,9 @@ options my-nic copybreak=1
 alias net-pair e1000e
 alias net-pair igb
 alias pci:v00008086d*sv*sd*bc02* e1000e
+alias wild-nic-* e1000e
+options wild-nic-* from_pattern=1
+options wild-nic-one from_key=1
 softdep snd-hda-intel pre: snd-hda-codec-realtek post: snd_hda_codec_hdmi
 softdep snd-hda-intel pre: ignored-second-line
 softdep loop-a pre: dummy
@@ -69,6 +73,7 @@ fn compare_tree(series: &str, min_found: usize) {
         "snd_hda_intel",
         "my-nic",
         "net-pair",
+        "wild-nic-one",
         "low-alias",
         "fuse",
         "igb",

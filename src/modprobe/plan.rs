@@ -14,8 +14,9 @@
 //!   module counts (kmod issue #33).
 //! - A module with an `install` command (first matching line, fnmatch) runs that instead of
 //!   being inserted, unless it has softdeps. A built-in module is reported as built in.
-//! - Options are every `options` line naming the module or the alias it was reached by, in
-//!   parse order, plus the caller's own options for the top-level module.
+//! - Options are every `options` line naming the module or the alias it was reached by (for
+//!   a modprobe.d `alias` line, its pattern as written, not the name it matched), in parse
+//!   order, plus the caller's own options for the top-level module.
 //!
 //! Plans print like `modprobe --show-depends`, except that paths are as on the target system
 //! (`/lib/modules/KVER/...`), without the `--root` prefix.
@@ -119,17 +120,27 @@ impl<'a> Planner<'a> {
         self.resolver
             .resolve_into(key, self.config, scratch, res)
             .ok()?;
-        let via_alias = matches!(
-            res.source(),
-            Source::ConfigAlias | Source::Symbol | Source::Alias | Source::BuiltinAlias
-        );
         let builtin = res.builtin();
-        let alias = via_alias.then(|| String::from_utf8_lossy(res.normalized()).into_owned());
+        let key = String::from_utf8_lossy(res.normalized()).into_owned();
+        // The alias a module object carries, whose `options` lines also apply to it: for the
+        // module index's answers the key looked up, but for a modprobe.d `alias` line its
+        // pattern as written (`acpi*`, not the `acpi_als` it matched), as libkmod's
+        // kmod_module_new_from_alias is given.
+        let alias_of = |name: &str| match res.source() {
+            Source::ConfigAlias => self
+                .config
+                .aliases
+                .iter()
+                .find(|a| a.module == name && fnmatch(a.pattern.as_bytes(), res.normalized()))
+                .map(|a| a.pattern.clone()),
+            Source::Symbol | Source::Alias | Source::BuiltinAlias => Some(key.clone()),
+            _ => None,
+        };
         let refs: Vec<ModuleRef> = res
             .names(self.resolver)
             .map(|n| ModuleRef {
                 name: n.to_owned(),
-                alias: alias.clone(),
+                alias: alias_of(n),
                 builtin,
             })
             .collect();
