@@ -121,7 +121,6 @@ impl<'a> Planner<'a> {
             .resolve_into(key, self.config, scratch, res)
             .ok()?;
         let builtin = res.builtin();
-        let key = String::from_utf8_lossy(res.normalized()).into_owned();
         // The alias a module object carries, whose `options` lines also apply to it: for the
         // module index's answers the key looked up, but for a modprobe.d `alias` line its
         // pattern as written (`acpi*`, not the `acpi_als` it matched), as libkmod's
@@ -133,7 +132,9 @@ impl<'a> Planner<'a> {
                 .iter()
                 .find(|a| a.module == name && fnmatch(a.pattern.as_bytes(), res.normalized()))
                 .map(|a| a.pattern.clone()),
-            Source::Symbol | Source::Alias | Source::BuiltinAlias => Some(key.clone()),
+            Source::Symbol | Source::Alias | Source::BuiltinAlias => {
+                Some(String::from_utf8_lossy(res.normalized()).into_owned())
+            }
             _ => None,
         };
         let refs: Vec<ModuleRef> = res
