@@ -206,12 +206,15 @@ pub fn render(
             // kmod prints a built-in module's name itself, for `-F name` too: no file to
             // read it from.
             match field {
-                None => write!(out, "{:<16}{}", "name:", shown.name)?,
-                Some("name") => out.write_all(shown.name.as_bytes())?,
+                None => {
+                    write!(out, "{:<16}{}", "name:", shown.name)?;
+                    out.write_all(&sep)?;
+                }
+                Some("name") => {
+                    out.write_all(shown.name.as_bytes())?;
+                    out.write_all(&sep)?;
+                }
                 Some(_) => {}
-            }
-            if matches!(field, None | Some("name")) {
-                out.write_all(&sep)?;
             }
             b"(builtin)".as_slice()
         }
