@@ -19,6 +19,11 @@ fn context(r: &Report) -> String {
     )
 }
 
+/// `module` was not loaded in `before` and is in `after`.
+fn came_in(before: &[String], after: &[String], module: &str) -> bool {
+    !before.iter().any(|m| m == module) && after.iter().any(|m| m == module)
+}
+
 fn assert_same_modules(ours: &Report, udevd: &Report) {
     assert_eq!(
         ours.modules,
@@ -225,8 +230,7 @@ fn on_a_q35_machine_modaliasd_loads_what_udevd_loads() {
     // The reference shows the hotplug needed both drivers.
     for module in ["usb_storage", "sd_mod"] {
         assert!(
-            !udevd.modules.iter().any(|m| m == module)
-                && udevd.modules_after_hotplug.iter().any(|m| m == module),
+            came_in(&udevd.modules, &udevd.modules_after_hotplug, module),
             "{module} should come with the hot-added disk: {}",
             context(&udevd)
         );
@@ -387,8 +391,11 @@ fn modaliasd_loads_what_udevd_loads_each_module_once() {
     // the fat it depends on come in, and they were not there before.
     for module in ["fat", "vfat"] {
         assert!(
-            !ours.modules_after_hotplug.iter().any(|m| m == module)
-                && ours.modules_after_request.iter().any(|m| m == module),
+            came_in(
+                &ours.modules_after_hotplug,
+                &ours.modules_after_request,
+                module
+            ),
             "{module} after the kernel's request: {}",
             context(&ours)
         );
