@@ -13,8 +13,12 @@
 
 use super::automaton::{Stored, same_bytes};
 
-/// Empty slot marker in the open-addressed table.
-const EMPTY: u64 = 0;
+/// A slot's last word when nothing is stored there. No stored slot has it: it would name a
+/// value list at the far end of a 2^31-entry array.
+const EMPTY_MARK: u32 = u32::MAX;
+const EMPTY: [u32; 4] = [0, 0, 0, EMPTY_MARK];
+/// In a slot's last word: the rest is where the value list starts in `values`, not a value.
+const LIST: u32 = 1 << 31;
 
 /// A set of byte strings, each with the values of the patterns that are exactly that string.
 ///
@@ -22,27 +26,30 @@ const EMPTY: u64 = 0;
 /// automaton, so a daemon keeps resident only the pages its lookups touch.
 #[derive(Clone, Debug)]
 pub struct LiteralTable {
-    /// Per distinct string: start and length in `bytes`, start and count in `values`.
-    pub(crate) records: Stored<[u32; 4]>,
+    /// Open addressing with linear probing, a power of two long and at most half full. A slot
+    /// is `[hash, start, len, value]`: the string's hash (its upper half), where its bytes are
+    /// in `bytes`, and its value, or, with [`LIST`] set, where `values` holds the count and
+    /// then the values. Nearly every string has one value, so a hit reads the slot and the
+    /// string and nothing else; a separate record per string was one more dependent load.
+    pub(crate) slots: Stored<[u32; 4]>,
     pub(crate) bytes: Stored<u8>,
     pub(crate) values: Stored<u32>,
-    /// Open addressing with linear probing, a power of two long and at most half full. A slot
-    /// holds the string's hash in its upper half and its record index plus one in its lower.
-    pub(crate) slots: Stored<u64>,
     /// Which (length, first byte) pairs some string has, by [`filter_bit`]: most keys of a bus
     /// without plain patterns (every PCI key, most USB keys) are turned away here without
     /// hashing 50 bytes or touching the table. Derived, not saved.
     filter: [u64; 64],
+    /// Strings stored. Derived, not saved.
+    strings: usize,
 }
 
 impl Default for LiteralTable {
     fn default() -> Self {
         LiteralTable {
-            records: Stored::default(),
+            slots: Stored::default(),
             bytes: Stored::default(),
             values: Stored::default(),
-            slots: Stored::default(),
             filter: [0; 64],
+            strings: 0,
         }
     }
 }
@@ -63,122 +70,131 @@ impl LiteralTable {
             .map(|(i, (s, v))| (s, v, i))
             .collect();
         items.sort_by(|a, b| a.0.cmp(b.0).then(a.2.cmp(&b.2)));
-        let (mut records, mut bytes, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        for group in items.chunk_by(|a, b| a.0 == b.0) {
-            let s = group[0].0;
-            records.push([
-                bytes.len() as u32,
-                s.len() as u32,
-                values.len() as u32,
-                group.len() as u32,
-            ]);
-            bytes.extend_from_slice(s);
-            values.extend(group.iter().map(|g| g.1));
-        }
-        // Distinct strings, so no probe sequence ever meets its own string.
-        let len = (records.len() * 2).next_power_of_two().max(16);
+        let groups: Vec<_> = items.chunk_by(|a, b| a.0 == b.0).collect();
+        let (mut bytes, mut values) = (Vec::new(), Vec::new());
+        let len = (groups.len() * 2).next_power_of_two().max(16);
         let mut slots = vec![EMPTY; len];
-        for (i, &[s, l, ..]) in records.iter().enumerate() {
-            let h = hash(&bytes[s as usize..][..l as usize]);
+        // Distinct strings, so no probe sequence ever meets its own string.
+        for group in &groups {
+            let s = group[0].0;
+            let value = match group {
+                [(_, v, _)] if v & LIST == 0 => *v,
+                _ => {
+                    let at = values.len() as u32 | LIST;
+                    values.push(group.len() as u32);
+                    values.extend(group.iter().map(|g| g.1));
+                    at
+                }
+            };
+            let h = hash(s);
             let mut at = h as usize & (len - 1);
             while slots[at] != EMPTY {
                 at = (at + 1) & (len - 1);
             }
-            slots[at] = (h & !0xFFFF_FFFF) | (i as u64 + 1);
+            slots[at] = [(h >> 32) as u32, bytes.len() as u32, s.len() as u32, value];
+            bytes.extend_from_slice(s);
         }
         let mut table = LiteralTable {
-            records: Stored::from_vec(records),
+            slots: Stored::from_vec(slots),
             bytes: Stored::from_vec(bytes),
             values: Stored::from_vec(values),
-            slots: Stored::from_vec(slots),
-            filter: [0; 64],
+            ..LiteralTable::default()
         };
-        table.derive_filter();
+        table.derive();
         table
     }
 
     /// A table from saved parts, checked so that a damaged file is an error, never a crash or
     /// a wrong answer: every range lies inside its array, every value is below `value_limit`,
-    /// and every string is found, by a probe that ends at its own record (so none is stored
+    /// and every string is found, by a probe that ends at its own slot (so none is stored
     /// twice and none is lost).
     pub(crate) fn from_parts(
-        records: Stored<[u32; 4]>,
+        slots: Stored<[u32; 4]>,
         bytes: Stored<u8>,
         values: Stored<u32>,
-        slots: Stored<u64>,
         value_limit: u32,
     ) -> Result<LiteralTable, &'static str> {
-        let in_range =
-            |start: u32, len: u32, limit: usize| (start as u64 + len as u64) <= limit as u64;
-        for &[s, l, vs, vc] in records.iter() {
-            if !in_range(s, l, bytes.len()) || !in_range(vs, vc, values.len()) {
-                return Err("literal pattern out of range");
-            }
-        }
-        if values.iter().any(|&v| v >= value_limit) {
-            return Err("literal pattern value out of range");
-        }
         // A power of two long, and with an empty slot so that every probe ends.
-        let shape_ok = slots.is_empty() && records.is_empty()
-            || slots.len().is_power_of_two() && slots.contains(&EMPTY);
-        let slot_ok =
-            |&slot: &u64| slot == EMPTY || (1..=records.len()).contains(&(slot as u32 as usize));
-        if !shape_ok || !slots.iter().all(slot_ok) {
+        let shape_ok = slots.is_empty()
+            || slots.len().is_power_of_two() && slots.iter().any(|s| s[3] == EMPTY_MARK);
+        if !shape_ok {
             return Err("literal table damaged");
         }
+        for slot in slots.iter().filter(|s| s[3] != EMPTY_MARK) {
+            let [_, start, len, value] = *slot;
+            if start as u64 + len as u64 > bytes.len() as u64 {
+                return Err("literal pattern out of range");
+            }
+            let listed = if value & LIST == 0 {
+                std::slice::from_ref(&slot[3])
+            } else {
+                let at = (value & !LIST) as usize;
+                let count = *values.get(at).ok_or("literal pattern out of range")? as usize;
+                values
+                    .get(at + 1..)
+                    .and_then(|rest| rest.get(..count))
+                    .ok_or("literal pattern out of range")?
+            };
+            if listed.iter().any(|&v| v >= value_limit) {
+                return Err("literal pattern value out of range");
+            }
+        }
         let mut table = LiteralTable {
-            records,
+            slots,
             bytes,
             values,
-            slots,
-            filter: [0; 64],
+            ..LiteralTable::default()
         };
-        for i in 0..table.records.len() {
-            if table.probe(table.string(i)) != Some(i) {
+        for (i, slot) in table.slots.iter().enumerate() {
+            if slot[3] != EMPTY_MARK && table.probe(table.string(slot)) != Some(i) {
                 return Err("literal pattern not found where it is stored");
             }
         }
-        table.derive_filter();
+        table.derive();
         Ok(table)
     }
 
-    fn derive_filter(&mut self) {
-        for i in 0..self.records.len() {
-            let (word, bit) = filter_bit(self.string(i));
-            self.filter[word] |= bit;
+    fn derive(&mut self) {
+        let (mut filter, mut strings) = ([0u64; 64], 0);
+        for slot in self.slots.iter().filter(|s| s[3] != EMPTY_MARK) {
+            let (word, bit) = filter_bit(self.string(slot));
+            filter[word] |= bit;
+            strings += 1;
         }
+        self.filter = filter;
+        self.strings = strings;
     }
 
-    /// The record of the string equal to `key`. Ends: the table is never full (checked).
+    /// The slot of the string equal to `key`. Ends: the table is never full (checked).
     #[inline]
     fn probe(&self, key: &[u8]) -> Option<usize> {
         let h = hash(key);
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len().checked_sub(1)?;
         let mut at = h as usize & mask;
         loop {
-            let slot = self.slots[at];
-            if slot == EMPTY {
+            let slot = &self.slots[at];
+            if slot[3] == EMPTY_MARK {
                 return None;
             }
-            let record = (slot as u32 - 1) as usize;
-            if (slot ^ h) >> 32 == 0 && same_bytes(self.string(record), key) {
-                return Some(record);
+            if slot[0] == tag && slot[2] as usize == key.len() && same_bytes(self.string(slot), key)
+            {
+                return Some(at);
             }
             at = (at + 1) & mask;
         }
     }
 
-    fn string(&self, record: usize) -> &[u8] {
-        let [s, l, ..] = self.records[record];
-        &self.bytes[s as usize..][..l as usize]
+    fn string(&self, slot: &[u32; 4]) -> &[u8] {
+        &self.bytes[slot[1] as usize..][..slot[2] as usize]
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.strings
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.strings == 0
     }
 
     /// Appends the values of the string equal to `key`, if there is one, and says whether
@@ -189,14 +205,18 @@ impl LiteralTable {
         if self.filter[word] & bit == 0 {
             return false;
         }
-        match self.probe(key) {
-            Some(record) => {
-                let [_, _, start, count] = self.records[record];
-                out.extend_from_slice(&self.values[start as usize..][..count as usize]);
-                true
-            }
-            None => false,
+        let Some(at) = self.probe(key) else {
+            return false;
+        };
+        let value = self.slots[at][3];
+        if value & LIST == 0 {
+            out.push(value);
+        } else {
+            let at = (value & !LIST) as usize;
+            let count = self.values[at] as usize;
+            out.extend_from_slice(&self.values[at + 1..][..count]);
         }
+        true
     }
 }
 
@@ -262,37 +282,66 @@ mod tests {
     }
 
     #[test]
+    fn a_string_with_several_values_keeps_them_in_order() {
+        let t = LiteralTable::build([(&b"ab"[..], 5), (&b"cd"[..], LIST | 3), (&b"ab"[..], 2)]);
+        let find = |k: &[u8]| {
+            let mut out = Vec::new();
+            t.find(k, &mut out);
+            out
+        };
+        assert_eq!(find(b"ab"), [5, 2]);
+        // A value with the list bit set is stored as a list of one, not taken for a list.
+        assert_eq!(find(b"cd"), [LIST | 3]);
+    }
+
+    #[test]
     fn saved_parts_are_checked() {
-        let t = LiteralTable::build([(&b"ab"[..], 0), (&b"cd"[..], 1)]);
-        let parts = |records: Vec<[u32; 4]>, slots: Vec<u64>, limit| {
+        let t = LiteralTable::build([(&b"ab"[..], 0), (&b"cd"[..], 1), (&b"cd"[..], 0)]);
+        let parts = |slots: Vec<[u32; 4]>, values: Vec<u32>, limit| {
             LiteralTable::from_parts(
-                Stored::from_vec(records),
-                t.bytes.clone(),
-                t.values.clone(),
                 Stored::from_vec(slots),
+                t.bytes.clone(),
+                Stored::from_vec(values),
                 limit,
             )
         };
-        let (records, slots) = (t.records.to_vec(), t.slots.to_vec());
-        let again = parts(records.clone(), slots.clone(), 2).unwrap();
+        let (slots, values) = (t.slots.to_vec(), t.values.to_vec());
+        let again = parts(slots.clone(), values.clone(), 2).unwrap();
         let mut out = Vec::new();
         again.find(b"cd", &mut out);
-        assert_eq!(out, [1]);
+        assert_eq!(out, [1, 0]);
+        assert_eq!(again.len(), 2);
 
-        let twice = vec![records[0], records[0]];
-        assert!(parts(twice, slots.clone(), 2).is_err());
-        assert!(parts(vec![[0, 5, 0, 1]], slots.clone(), 2).is_err());
-        assert!(parts(records.clone(), slots.clone(), 1).is_err());
+        let used: Vec<usize> = (0..slots.len()).filter(|&i| slots[i] != EMPTY).collect();
+        let with = |i: usize, slot: [u32; 4]| {
+            let mut s = slots.clone();
+            s[i] = slot;
+            s
+        };
+        let [h, start, _, value] = slots[used[0]];
+        let other_empty = (0..slots.len()).find(|&i| slots[i] == EMPTY).unwrap();
         assert!(
-            parts(records.clone(), vec![EMPTY; 16], 2).is_err(),
-            "strings lost"
+            parts(with(other_empty, slots[used[0]]), values.clone(), 2).is_err(),
+            "stored twice"
+        );
+        assert!(parts(with(used[0], [h, start, 9, value]), values.clone(), 2).is_err());
+        assert!(
+            parts(slots.clone(), values.clone(), 1).is_err(),
+            "value limit"
         );
         assert!(
-            parts(records.clone(), vec![1; 16], 2).is_err(),
-            "no empty slot"
+            parts(slots.clone(), vec![5, 0, 1], 2).is_err(),
+            "list too long"
         );
         assert!(
-            parts(records.clone(), vec![EMPTY; 12], 2).is_err(),
+            parts(vec![EMPTY; 16], values.clone(), 2)
+                .unwrap()
+                .is_empty()
+        );
+        let full: Vec<[u32; 4]> = slots.iter().map(|_| slots[used[0]]).collect();
+        assert!(parts(full, values.clone(), 2).is_err(), "no empty slot");
+        assert!(
+            parts(slots[..12].to_vec(), values.clone(), 2).is_err(),
             "not a power of two"
         );
         assert!(parts(Vec::new(), Vec::new(), 2).unwrap().is_empty());

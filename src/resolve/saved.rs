@@ -29,7 +29,7 @@ use crate::matcher::{Automaton, LiteralTable, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 10;
+const FORMAT: u32 = 11;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -203,10 +203,9 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.slice(&resolver.pattern_bytes[..]);
     w.slice(resolver.aliases_file.as_bytes());
     let set = &resolver.patterns;
-    w.in_place(&set.literals.records);
+    w.in_place(&set.literals.slots);
     w.in_place(&set.literals.bytes);
     w.in_place(&set.literals.values);
-    w.in_place(&set.literals.slots);
     write_automaton(&mut w, &set.automaton);
     write_automaton(&mut w, &set.pci_automaton);
     w.in_place(&set.pci.patterns);
@@ -306,13 +305,12 @@ fn read(
     res.alias_entries = r.u32()?;
     res.pattern_bytes = r.stored::<u8>(map)?;
     res.aliases_file = r.string()?;
-    let records = r.in_place(map)?;
+    let slots = r.in_place(map)?;
     let bytes = r.in_place(map)?;
     let values = r.in_place(map)?;
-    let slots = r.in_place(map)?;
     let entries = res.entries.len() as u32;
-    let literals = LiteralTable::from_parts(records, bytes, values, slots, entries)
-        .map_err(|what| r.corrupt(what))?;
+    let literals =
+        LiteralTable::from_parts(slots, bytes, values, entries).map_err(|what| r.corrupt(what))?;
     let automaton = read_automaton(&mut r, map)?;
     let pci_automaton = read_automaton(&mut r, map)?;
     let patterns = r.in_place(map)?;
