@@ -104,10 +104,9 @@ impl LiteralTable {
         table
     }
 
-    /// A table from saved parts, checked so that a damaged file is an error, never a crash or
-    /// a wrong answer: every range lies inside its array, every value is below `value_limit`,
-    /// and every string is found, by a probe that ends at its own slot (so none is stored
-    /// twice and none is lost).
+    /// A table from saved parts, checked so that a damaged file is an error, never a crash:
+    /// every range lies inside its array, every value is below `value_limit`, and every string
+    /// is found by a probe that ends at its own slot (so none is stored twice).
     pub(crate) fn from_parts(
         slots: Stored<[u32; 4]>,
         bytes: Stored<u8>,

@@ -262,7 +262,9 @@ fn read_automaton(r: &mut Reader, map: Option<&std::sync::Arc<Mapping>>) -> Resu
 }
 
 /// Reads a saved resolver and the stamps it was compiled from. Every count and index is checked,
-/// so a corrupt file is an error, never a crash or a wrong answer.
+/// so a corrupt file is an error, never a crash. Damage that stays in range (a changed byte of
+/// a pattern's text, one valid value for another) is not detected and changes answers, as it
+/// would in libkmod's `.bin` indexes; `tests/saved_index_damage.rs` damages files at random.
 pub fn from_bytes(path: &Path, data: &[u8]) -> Result<(Resolver, Vec<SourceStamp>)> {
     read(path, data, None)
 }
