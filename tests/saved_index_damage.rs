@@ -1,7 +1,10 @@
 //! A damaged saved index must be refused or still answer without a crash: the bundled example
-//! tree's index (Debian 6.12's 27,460 aliases) with bytes changed and cut at random places,
-//! loaded and, where it loads, used for lookups of every kind.
+//! tree's index (Debian 6.12's 27,460 aliases) with bytes changed and cut at random places
+//! (1,000 times; `MODALIASD_DAMAGE_ROUNDS` sets another count), loaded and, where it loads,
+//! used for lookups of every kind.
 
+#[path = "support/corpus.rs"]
+mod corpus;
 mod support;
 
 use modaliasd::index::ModuleTree;
@@ -32,11 +35,61 @@ const KEYS: &[&str] = &[
     "nothing:at:all",
 ];
 
-fn lookups(r: &Resolver) -> usize {
-    KEYS.iter()
-        .filter_map(|k| r.resolve(k.as_bytes()).ok())
-        .map(|res| res.names(r).count() + res.entries.len())
-        .sum()
+/// Resolves every key and explains every entry found, as `resolve --json` does.
+fn lookups(r: &Resolver, keys: &[Vec<u8>]) -> usize {
+    let mut found = 0;
+    for key in keys {
+        let Ok(res) = r.resolve(key) else { continue };
+        found += res.names(r).count();
+        for &rank in &res.entries {
+            found += r.entry(rank).pattern.len();
+        }
+    }
+    found
+}
+
+/// A PCI pattern's key in the kernel's layout: each field's digits, padded with `0` to the
+/// field's width where the pattern has a `*`.
+fn pci_layout(pattern: &[u8]) -> Option<Vec<u8>> {
+    let fields: [(&[u8], usize); 7] = [
+        (b"pci:v", 8),
+        (b"d", 8),
+        (b"sv", 8),
+        (b"sd", 8),
+        (b"bc", 2),
+        (b"sc", 2),
+        (b"i", 2),
+    ];
+    let (mut rest, mut key) = (pattern, Vec::new());
+    for (sep, width) in fields {
+        rest = rest.strip_prefix(sep)?;
+        let digits = rest
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count()
+            .min(width);
+        key.extend_from_slice(sep);
+        key.extend_from_slice(&rest[..digits]);
+        key.resize(key.len() + width - digits, b'0');
+        rest = &rest[digits..];
+        rest = rest.strip_prefix(b"*").unwrap_or(rest);
+    }
+    rest.is_empty().then_some(key)
+}
+
+/// [`KEYS`], and one key made from every 40th pattern of the table (every `*` filled at random),
+/// with the same key in the kernel's PCI layout where the pattern is a PCI one, so that damage
+/// anywhere in the tables has a fair chance of being walked.
+fn keys(tree: &ModuleTree) -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x4E15);
+    let mut keys: Vec<Vec<u8>> = KEYS.iter().map(|k| k.as_bytes().to_vec()).collect();
+    for alias in tree.aliases.iter().step_by(40) {
+        keys.push(corpus::concretize(&alias.pattern, &mut rng));
+        if let Some(layout) = pci_layout(&alias.pattern) {
+            keys.push(layout);
+        }
+    }
+    keys
 }
 
 #[test]
@@ -52,17 +105,21 @@ fn damaged_indexes_are_refused_or_answer_without_crashing() {
     let tree = ModuleTree::load(&dir).unwrap();
     let resolver = Resolver::build(&tree);
     let good = saved::to_bytes(&resolver, &tree.sources);
+    let keys = keys(&tree);
     let path = dir.join(saved::FILE_NAME);
 
     // The undamaged bytes load and answer as the compiled resolver does.
     let (again, _) = saved::from_bytes(&path, &good).unwrap();
-    assert_eq!(lookups(&again), lookups(&resolver));
-    assert!(lookups(&resolver) > 20, "the keys reach real answers");
+    assert_eq!(lookups(&again, &keys), lookups(&resolver, &keys));
+    assert!(
+        lookups(&resolver, &keys) > 1000,
+        "the keys reach real answers"
+    );
 
     let mut rng = Rng(0xDA_3A6E);
     let (mut refused, mut loaded) = (0, 0);
     let rounds: usize =
-        std::env::var("MODALIASD_DAMAGE_ROUNDS").map_or(600, |s| s.parse().unwrap());
+        std::env::var("MODALIASD_DAMAGE_ROUNDS").map_or(1000, |s| s.parse().unwrap());
     for round in 0..rounds {
         let mut data = good.clone();
         let what = match round % 3 {
@@ -74,15 +131,19 @@ fn damaged_indexes_are_refused_or_answer_without_crashing() {
             _ => {
                 let mut changed = Vec::new();
                 for _ in 0..1 + rng.below(4) {
-                    let at = rng.below(data.len());
-                    data[at] = rng.below(256) as u8;
+                    // A random byte, or four 0xFF bytes: a count, offset or id made huge.
+                    let (at, len) = (rng.below(data.len()), data.len());
+                    match rng.below(2) {
+                        0 => data[at] = rng.below(256) as u8,
+                        _ => data[at..(at + 4).min(len)].fill(0xFF),
+                    }
                     changed.push(at);
                 }
                 format!("bytes changed at {changed:?}")
             }
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            saved::from_bytes(&path, &data).map(|(r, _)| lookups(&r))
+            saved::from_bytes(&path, &data).map(|(r, _)| lookups(&r, &keys))
         }));
         match outcome {
             Ok(Ok(_)) => loaded += 1,
