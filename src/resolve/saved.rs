@@ -51,7 +51,6 @@ unsafe impl Plain for ByteSet {}
 unsafe impl Plain for FieldPattern {}
 unsafe impl Plain for Slot {}
 unsafe impl Plain for [u32; 4] {}
-unsafe impl Plain for u64 {}
 
 fn as_bytes<T: Plain>(v: &[T]) -> &[u8] {
     // SAFETY: T is Plain: no padding, so every byte is initialised.
