@@ -17,7 +17,7 @@
 //! libkmod compares a pattern's bytes before its first `*`, `?` or `[` literally and hands the rest
 //! to fnmatch; the compiled automaton does the same ([`Syntax::Libkmod`]). Keys that themselves
 //! contain `*`, `?` or `[` can also match through libkmod's literal walk; those few are answered by
-//! re-enacting that walk ([`kmod_walk`]).
+//! re-enacting that walk (`resolve/kmod_walk.rs`).
 //!
 //! # Order
 //! libkmod inserts every match into a list kept sorted by priority, a new entry going *before*
