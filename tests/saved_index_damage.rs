@@ -48,44 +48,15 @@ fn lookups(r: &Resolver, keys: &[Vec<u8>]) -> usize {
     found
 }
 
-/// A PCI pattern's key in the kernel's layout: each field's digits, padded with `0` to the
-/// field's width where the pattern has a `*`.
-fn pci_layout(pattern: &[u8]) -> Option<Vec<u8>> {
-    let fields: [(&[u8], usize); 7] = [
-        (b"pci:v", 8),
-        (b"d", 8),
-        (b"sv", 8),
-        (b"sd", 8),
-        (b"bc", 2),
-        (b"sc", 2),
-        (b"i", 2),
-    ];
-    let (mut rest, mut key) = (pattern, Vec::new());
-    for (sep, width) in fields {
-        rest = rest.strip_prefix(sep)?;
-        let digits = rest
-            .iter()
-            .take_while(|b| b.is_ascii_hexdigit())
-            .count()
-            .min(width);
-        key.extend_from_slice(sep);
-        key.extend_from_slice(&rest[..digits]);
-        key.resize(key.len() + width - digits, b'0');
-        rest = &rest[digits..];
-        rest = rest.strip_prefix(b"*").unwrap_or(rest);
-    }
-    rest.is_empty().then_some(key)
-}
-
 /// [`KEYS`], and one key made from every 40th pattern of the table (every `*` filled at random),
-/// with the same key in the kernel's PCI layout where the pattern is a PCI one, so that damage
+/// and for a PCI pattern also a key it matches in the kernel's layout, so that damage
 /// anywhere in the tables has a fair chance of being walked.
 fn keys(tree: &ModuleTree) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x4E15);
     let mut keys: Vec<Vec<u8>> = KEYS.iter().map(|k| k.as_bytes().to_vec()).collect();
     for alias in tree.aliases.iter().step_by(40) {
         keys.push(corpus::concretize(&alias.pattern, &mut rng));
-        if let Some(layout) = pci_layout(&alias.pattern) {
+        if let Some(layout) = corpus::pci_kernel_layout(&alias.pattern, &mut rng) {
             keys.push(layout);
         }
     }
