@@ -38,8 +38,6 @@ pub struct LiteralTable {
     /// without plain patterns (every PCI key, most USB keys) are turned away here without
     /// hashing 50 bytes or touching the table. Derived, not saved.
     filter: [u64; 64],
-    /// Strings stored. Derived, not saved.
-    strings: usize,
 }
 
 impl Default for LiteralTable {
@@ -49,7 +47,6 @@ impl Default for LiteralTable {
             bytes: Stored::default(),
             values: Stored::default(),
             filter: [0; 64],
-            strings: 0,
         }
     }
 }
@@ -154,14 +151,12 @@ impl LiteralTable {
     }
 
     fn derive(&mut self) {
-        let (mut filter, mut strings) = ([0u64; 64], 0);
+        let mut filter = [0u64; 64];
         for slot in self.slots.iter().filter(|s| s[3] != EMPTY_MARK) {
             let (word, bit) = filter_bit(self.string(slot));
             filter[word] |= bit;
-            strings += 1;
         }
         self.filter = filter;
-        self.strings = strings;
     }
 
     /// The slot of the string equal to `key`. Ends: the table is never full (checked).
@@ -188,12 +183,13 @@ impl LiteralTable {
         &self.bytes[slot[1] as usize..][..slot[2] as usize]
     }
 
+    /// How many distinct strings are stored (a count of the used slots).
     pub fn len(&self) -> usize {
-        self.strings
+        self.slots.iter().filter(|s| s[3] != EMPTY_MARK).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.strings == 0
+        self.len() == 0
     }
 
     /// Appends the values of the string equal to `key`, if there is one, and says whether
