@@ -4,6 +4,7 @@ use super::{
     CONFIG_OPTIONS_HELP, CommonOptions, EXIT_OK, Setup, TREE_OPTIONS_HELP, record::number,
 };
 use crate::daemon::activation;
+use crate::daemon::priority::{self, ThreadPriority};
 use crate::daemon::queue::{CloseOnDrop, Origin, WorkQueue};
 use crate::daemon::signals::{self, Signal, Signals};
 use crate::daemon::{
@@ -59,7 +60,9 @@ quiet period after the bind (on kernels that announce no binds: delay_use more a
 event while usb-storage is loaded), or at the latest after --coldplug-timeout. Then, and not
 before, READY=1 goes to systemd (Type=notify) and ROOT/run/modaliasd/coldplug-done is written
 for 'modaliasd settle'. When not asked to coldplug, the daemon does both as soon as it
-listens. Devices found during coldplug are loaded before what is left of the start's scan.
+listens. Devices found during coldplug are loaded before what is left of the start's scan,
+and the scan's devices other than storage and USB controllers are loaded niced (+10): the
+controllers, the devices that appear behind them and the kernel's bus enumeration come first.
 
 Options:
 {TREE_OPTIONS_HELP}{CONFIG_OPTIONS_HELP}  --dry-run       print what would be done ('modprobe --show-depends' form), load nothing
@@ -154,6 +157,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     // Batches of work sent to the pool and not finished yet: coldplug is not complete while
     // any is.
     let in_pool = AtomicUsize::new(0);
+    let may_nice = !dry_run && priority::can_come_back();
+    if !dry_run && !may_nice {
+        tracing::debug!("all loads run at one priority (the nice value cannot come back)");
+    }
     let result = std::thread::scope(|scope| -> Result<(), String> {
         // Loading pool: a few threads, each carrying out one event's plans at a time (the
         // loader itself parallelises inside a batch and inserts each module once), events
@@ -162,10 +169,16 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         if !dry_run {
             for _ in 0..4 {
                 scope.spawn(|| {
-                    while let Some(work) = queue.pop() {
-                        for program in &work.programs {
-                            spawn_program(program);
+                    let mut priority = ThreadPriority::new(may_nice);
+                    while let Some((work, origin)) = queue.pop() {
+                        if !work.programs.is_empty() {
+                            // Programs keep the priority they start with.
+                            priority.set(false);
+                            for program in &work.programs {
+                                spawn_program(program);
+                            }
                         }
+                        priority.set(origin.is_background());
                         for (_, r) in loader.load_plans(&work.plans) {
                             if let Err(e) = r {
                                 super::report_load_error(&root, &module_dir, &e);
@@ -224,8 +237,12 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     (planned - scanned).as_secs_f64() * 1e3,
                     (scanning.elapsed() - planned).as_secs_f64() * 1e3
                 );
-                for (_, work) in works {
-                    deliver(work, Origin::Scan)?;
+                for (controller, work) in works {
+                    let origin = match controller {
+                        true => Origin::ScannedController,
+                        false => Origin::Scanned,
+                    };
+                    deliver(work, origin)?;
                 }
                 Ok(())
             };

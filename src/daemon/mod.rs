@@ -10,6 +10,7 @@
 //! insertion still under way; the dry-run printer prints each line once.
 
 pub mod activation;
+pub mod priority;
 pub mod queue;
 pub mod signals;
 pub mod sysfs;

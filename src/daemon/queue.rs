@@ -7,6 +7,9 @@
 //! before it scans), while what is left of the scan are devices with nothing behind them. So
 //! an event goes before every scanned device still waiting, and the chain's waits overlap
 //! the scan's work instead of following it. Among themselves, each kind stays in order.
+//!
+//! The queue also says which work nothing waits behind (scanned devices that are not
+//! controllers), so that the pool can run it at a lower priority (see `super::priority`).
 
 use super::Work;
 use std::collections::VecDeque;
@@ -17,14 +20,24 @@ use std::sync::{Condvar, Mutex};
 pub enum Origin {
     /// A uevent from the kernel.
     Event,
-    /// The sysfs scan (coldplug, or after lost events).
-    Scan,
+    /// The sysfs scan (coldplug, or after lost events) found a controller that brings up a
+    /// bus: the devices behind it come as events once its driver is loaded.
+    ScannedController,
+    /// The sysfs scan found any other device.
+    Scanned,
+}
+
+impl Origin {
+    /// Whether nothing waits behind this work: the pool may run it at a lower priority.
+    pub fn is_background(self) -> bool {
+        self == Origin::Scanned
+    }
 }
 
 #[derive(Default)]
 struct Queues {
     events: VecDeque<Work>,
-    scan: VecDeque<Work>,
+    scan: VecDeque<(Work, Origin)>,
     closed: bool,
 }
 
@@ -40,17 +53,19 @@ impl WorkQueue {
         let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         match origin {
             Origin::Event => q.events.push_back(work),
-            Origin::Scan => q.scan.push_back(work),
+            scanned => q.scan.push_back((work, scanned)),
         }
         drop(q);
         self.changed.notify_one();
     }
 
-    /// The next piece of work, waiting for one; None once the queue is closed and empty.
-    pub fn pop(&self) -> Option<Work> {
+    /// The next piece of work and where it came from, waiting for one; None once the queue
+    /// is closed and empty.
+    pub fn pop(&self) -> Option<(Work, Origin)> {
         let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(w) = q.events.pop_front().or_else(|| q.scan.pop_front()) {
+            let next = q.events.pop_front().map(|w| (w, Origin::Event));
+            if let Some(w) = next.or_else(|| q.scan.pop_front()) {
                 return Some(w);
             }
             if q.closed {
@@ -89,20 +104,30 @@ mod tests {
         }
     }
 
-    fn tag(w: Option<Work>) -> String {
-        w.map(|w| w.unresolved[0].clone()).unwrap_or_default()
+    fn tag(w: Option<(Work, Origin)>) -> String {
+        w.map(|(w, _)| w.unresolved[0].clone()).unwrap_or_default()
     }
 
     #[test]
     fn events_go_before_the_scan_and_each_kind_keeps_its_order() {
         let q = WorkQueue::default();
-        q.push(work("scan 1"), Origin::Scan);
-        q.push(work("scan 2"), Origin::Scan);
+        q.push(work("controller"), Origin::ScannedController);
+        q.push(work("scan 1"), Origin::Scanned);
+        q.push(work("scan 2"), Origin::Scanned);
         q.push(work("event 1"), Origin::Event);
         q.push(work("event 2"), Origin::Event);
         q.close();
-        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(Some)).map(tag).collect();
-        assert_eq!(order, ["event 1", "event 2", "scan 1", "scan 2"]);
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop())
+            .map(|(w, origin)| (tag(Some((w, origin))), origin.is_background()))
+            .collect();
+        let expected = [
+            ("event 1", false),
+            ("event 2", false),
+            ("controller", false),
+            ("scan 1", true),
+            ("scan 2", true),
+        ];
+        assert_eq!(popped, expected.map(|(t, b)| (t.to_owned(), b)));
         assert!(q.pop().is_none());
     }
 
