@@ -238,9 +238,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     (scanning.elapsed() - planned).as_secs_f64() * 1e3
                 );
                 for (controller, work) in works {
-                    let origin = match controller {
-                        true => Origin::ScannedController,
-                        false => Origin::Scanned,
+                    let origin = if controller {
+                        Origin::ScannedController
+                    } else {
+                        Origin::Scanned
                     };
                     deliver(work, origin)?;
                 }
