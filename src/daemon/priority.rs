@@ -82,37 +82,31 @@ impl ThreadPriority {
 mod tests {
     use super::*;
 
-    use super::nice as current_nice;
-
     /// The value applies to the calling thread only, and to threads it starts afterwards.
     #[test]
     fn background_work_is_niced_in_its_own_thread_and_the_threads_it_starts() {
-        let before = current_nice();
+        let before = nice();
         let (own, inherited) = std::thread::spawn(|| {
             let mut p = ThreadPriority::new(true);
             p.set(true);
-            let inherited = std::thread::spawn(current_nice).join().unwrap();
-            (current_nice(), inherited)
+            let inherited = std::thread::spawn(nice).join().unwrap();
+            (nice(), inherited)
         })
         .join()
         .unwrap();
         // Raising one's own nice value needs no privilege (up to 19).
         let expected = (before + BACKGROUND_NICE).min(19);
         assert_eq!((own, inherited), (expected, expected));
-        assert_eq!(
-            current_nice(),
-            before,
-            "another thread's value changed this one"
-        );
+        assert_eq!(nice(), before, "another thread's value changed this one");
     }
 
     #[test]
     fn disabled_changes_nothing() {
-        let before = current_nice();
+        let before = nice();
         let after = std::thread::spawn(|| {
             let mut p = ThreadPriority::new(false);
             p.set(true);
-            current_nice()
+            nice()
         })
         .join()
         .unwrap();

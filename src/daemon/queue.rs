@@ -118,7 +118,7 @@ mod tests {
         q.push(work("event 2"), Origin::Event);
         q.close();
         let popped: Vec<_> = std::iter::from_fn(|| q.pop())
-            .map(|(w, origin)| (tag(Some((w, origin))), origin.is_background()))
+            .map(|(w, origin)| (w.unresolved[0].clone(), origin.is_background()))
             .collect();
         let expected = [
             ("event 1", false),
