@@ -92,6 +92,12 @@ mod sse2 {
         out.reserve(n);
         let (src, dst) = (alias.as_ptr(), out.as_mut_ptr());
         let (mut colon, mut wildcard) = (0, 0);
+        // The chunk `v` made normal, with its flags noted; None if it has a bracket.
+        let mut scan = |v| {
+            let (to, c, w, brackets) = chunk(v);
+            (colon, wildcard) = (colon | c, wildcard | w);
+            (!brackets).then_some(to)
+        };
         // SAFETY: every load reads 16 or 8 bytes inside `alias` and every store writes the
         // same range of `out`'s capacity, which is at least `n`; the last chunk overlaps the
         // one before it, so the overlap is written twice with the same bytes and the flags
@@ -101,25 +107,15 @@ mod sse2 {
                 let mut at = 0;
                 while at < n {
                     let start = at.min(n - 16);
-                    let v = _mm_loadu_si128(src.add(start).cast());
-                    let (to, c, w, brackets) = chunk(v);
-                    if brackets {
-                        return None;
-                    }
+                    let to = scan(_mm_loadu_si128(src.add(start).cast()))?;
                     _mm_storeu_si128(dst.add(start).cast(), to);
-                    (colon, wildcard) = (colon | c, wildcard | w);
                     at += 16;
                 }
             } else if n >= 8 {
                 // The upper half of each load is zero, which is none of the bytes looked for.
                 for start in [0, n - 8] {
-                    let v = _mm_loadl_epi64(src.add(start).cast());
-                    let (to, c, w, brackets) = chunk(v);
-                    if brackets {
-                        return None;
-                    }
+                    let to = scan(_mm_loadl_epi64(src.add(start).cast()))?;
                     _mm_storel_epi64(dst.add(start).cast(), to);
-                    (colon, wildcard) = (colon | c, wildcard | w);
                 }
             } else {
                 for i in 0..n {
