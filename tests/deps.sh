@@ -8,10 +8,11 @@ $sudo apt-get update -q
 # qemu-system-x86, busybox-static and cpio: the VM test (tests/vm) boots Debian's kernel; the
 # libraries after them are what its unpacked systemd-udevd links against (the dracut test puts
 # that udevd in its image too, as dracut requires); lintian checks the Debian package;
-# e2fsprogs makes the root file system the initramfs-tools test boots into.
+# e2fsprogs makes the root file system the initramfs-tools test boots into; shellcheck reads
+# every shell script (tests/shell_scripts.rs).
 $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-dev libudev-dev pkg-config time \
     qemu-system-x86 busybox-static cpio libacl1 libblkid1 libcap2 libselinux1 libkmod2 libsystemd-shared \
-    lintian e2fsprogs
+    lintian e2fsprogs shellcheck
 "$(dirname "$0")/fixtures/kernels.sh"
 "$(dirname "$0")/fixtures/udev.sh"
 # The real initramfs generators, unpacked, for the tests that build images with them.

@@ -45,6 +45,7 @@ install() {
         dinfo "modaliasd: no kernel modules in the image, no index"
         return 0
     fi
+    # shellcheck disable=SC2015 # either step failing leaves the index to the boot
     depmod -a -b "$initdir" "$kernel" \
         && modaliasd -q compile --root "$initdir" --kver "$kernel" \
         || dwarn "modaliasd: could not compile the index; it will be built at boot"
