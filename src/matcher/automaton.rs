@@ -57,6 +57,11 @@ pub struct Automaton {
     pub(crate) contains: Vec<ContainsSet>,
     pub(crate) star_slots: u32,
     pub(crate) node_count: u32,
+    /// The root's literal child for each first byte (NONE: no pattern starts with it), when
+    /// the root has nothing but literal children, as every modules.alias has. Most keys that
+    /// reach the automaton die within a few nodes of the root, and finding the first byte
+    /// among the root's dozens of labels was a good part of such a walk. Derived, not saved.
+    pub(crate) root_children: Option<Box<[u32; 256]>>,
 }
 
 /// An array built in memory, or used in place from a mapped saved index file so that only the
@@ -456,7 +461,28 @@ impl Automaton {
         };
         out.emit(&nodes);
         out.code = Stored::from_vec(std::mem::take(&mut out.building));
+        out.derive();
         out
+    }
+
+    /// Computes what is derived from the saved words. For a loaded automaton, only once it is
+    /// validated: the table holds node offsets read from the file.
+    pub(crate) fn derive(&mut self) {
+        self.root_children = None;
+        if self.code.is_empty() {
+            return;
+        }
+        let root = self.view(0);
+        let only_literals = HAS_STAR | HAS_ANY | HAS_CLASSES | HAS_ACCEPTS | STAR_TARGET;
+        if root.header & only_literals != 0 || root.seg_len() != 0 {
+            return;
+        }
+        let mut table = Box::new([NONE; 256]);
+        let labels = &self.bytes()[root.labels * 4..][..root.lit_count()];
+        for (i, &b) in labels.iter().enumerate() {
+            table[b as usize] = self.code[root.targets + i];
+        }
+        self.root_children = Some(table);
     }
 
     /// If the subtree below the star target `start` is only literal strings, each ending in a
@@ -717,7 +743,13 @@ impl Automaton {
         scratch.reset(self.star_slots as usize);
         // The root has an empty segment; start with its branches at position 0. `branch`
         // returns the literal child to follow next, so the main path never touches the stack.
-        let mut next = self.branch(self.view(0), 0, key, scratch, out);
+        let mut next = match &self.root_children {
+            Some(table) => match key.first().map(|&b| table[b as usize]) {
+                Some(child) if child != NONE => Some((child, 1)),
+                _ => return,
+            },
+            None => self.branch(self.view(0), 0, key, scratch, out),
+        };
         loop {
             let (node, pos) = match next {
                 Some(n) => n,
@@ -1248,6 +1280,28 @@ mod tests {
         assert_eq!(matches(&a, "abd"), [5]);
         assert_eq!(matches(&a, "ab"), Vec::<u32>::new());
         assert_eq!(matches(&a, "usb:v1234p"), [3]);
+    }
+
+    /// The first byte is looked up in a table only when the root has nothing but literal
+    /// children; a pattern that starts with a wildcard, or an empty one, keeps the root's
+    /// own branching.
+    #[test]
+    fn the_first_byte_table_only_where_the_root_is_literal() {
+        let literal = compile(&["of:N*", "acpi*:PNP0A03:*", "platform:hmem*", "x"]);
+        assert!(literal.root_children.is_some());
+        assert_eq!(matches(&literal, "platform:hmem0"), [2]);
+        assert_eq!(matches(&literal, "acpi:PNP0A03:"), [1]);
+        assert_eq!(matches(&literal, "x"), [3]);
+        assert_eq!(matches(&literal, "qlatform:hmem0"), Vec::<u32>::new());
+        assert_eq!(matches(&literal, ""), Vec::<u32>::new());
+        for first in ["*abc", "?bc", "[ab]bc", ""] {
+            let a = compile(&["abc", first]);
+            assert!(a.root_children.is_none(), "{first}");
+        }
+        assert_eq!(matches(&compile(&["abc", "*bc"]), "zbc"), [1]);
+        assert_eq!(matches(&compile(&["abc", "?bc"]), "abc"), [0, 1]);
+        assert_eq!(matches(&compile(&["abc", "[!a]bc"]), "bbc"), [1]);
+        assert_eq!(matches(&compile(&["abc", ""]), ""), [1]);
     }
 
     #[test]
