@@ -305,8 +305,6 @@ impl Resolver {
 
     /// Sets the fields derived from the others, after building or loading.
     pub(crate) fn derive(&mut self) {
-        self.patterns.automaton.derive();
-        self.patterns.pci_automaton.derive();
         self.builtin_colon = self
             .builtin_sorted
             .iter()

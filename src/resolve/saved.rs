@@ -351,6 +351,10 @@ fn read(
         irregular,
     };
     validate(&res).map_err(|what| Error::corrupt(path, 0, what))?;
+    // The automata's derived tables hold node offsets read from the file, so only now; a
+    // built automaton derives its own in `Automaton::build`.
+    res.patterns.automaton.derive();
+    res.patterns.pci_automaton.derive();
     res.derive();
     // Every other section was copied out and the automaton is validated: drop all the pages;
     // lookups fault back in just the automaton pages they walk.
@@ -489,4 +493,39 @@ pub fn save(file: &Path, resolver: &Resolver, stamps: &[SourceStamp]) -> Result<
         let _ = std::fs::remove_file(&tmp);
         Error::io(file, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{AliasEntry, ModuleTree};
+
+    /// A loaded automaton has the derived tables a built one has (derived after validation).
+    #[test]
+    fn a_loaded_automaton_has_its_derived_tables() {
+        let alias = |pattern: &str, module: &str| AliasEntry {
+            pattern: pattern.as_bytes().to_vec(),
+            module: module.to_owned(),
+            priority: 0,
+            line: 1,
+        };
+        let mut tree = ModuleTree::default();
+        tree.aliases = vec![
+            alias("platform:hmem*", "dax_hmem"),
+            alias("of:N*T*Cfoo", "foo"),
+            alias("pci:v00008086d*sv*sd*bc*sc*i*", "bar"),
+        ];
+        let built = Resolver::build(&tree);
+        let (loaded, _) = from_bytes(Path::new("test.index"), &to_bytes(&built, &[])).unwrap();
+        for (b, l) in [
+            (&built.patterns.automaton, &loaded.patterns.automaton),
+            (
+                &built.patterns.pci_automaton,
+                &loaded.patterns.pci_automaton,
+            ),
+        ] {
+            assert!(b.root_children.is_some());
+            assert_eq!(l.root_children, b.root_children);
+        }
+    }
 }
