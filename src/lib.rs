@@ -19,4 +19,7 @@ pub mod resolve;
 pub mod rules;
 pub mod uevent;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use error::{Error, Result};

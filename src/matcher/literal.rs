@@ -291,16 +291,9 @@ mod tests {
     /// changes it (a byte left unread would put all such keys on one probe sequence).
     #[test]
     fn every_byte_is_hashed() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15);
         for n in 0..80 {
-            let key: Vec<u8> = (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let key: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
             let h = hash(&key);
             for i in 0..n {
                 let mut other = key.clone();

@@ -208,13 +208,8 @@ mod tests {
 
     #[test]
     fn random_headers_never_panic() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.next();
         for round in 0..20_000 {
             let len = 64 + (next() % 512) as usize;
             let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();

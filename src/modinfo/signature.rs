@@ -381,13 +381,8 @@ mod tests {
     #[test]
     fn random_bytes_never_panic() {
         // A fixed xorshift stream: DER-looking prefixes (SEQUENCE, lengths) and noise.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         for round in 0..20_000 {
             let len = (next() % 200) as usize;
             let mut der: Vec<u8> = (0..len).map(|_| next() as u8).collect();
