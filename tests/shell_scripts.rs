@@ -9,10 +9,9 @@ use std::process::Command;
 
 /// The dialect shellcheck should read a script in, from its `#!` line; None if not a shell script.
 fn dialect(first_line: &str) -> Option<&'static str> {
-    let interpreter = first_line.strip_prefix("#!")?.trim();
-    let words: Vec<&str> = interpreter.split_whitespace().collect();
+    let interpreter = first_line.strip_prefix("#!")?;
     // `#!/usr/bin/env bash`, `#!/bin/busybox sh`: the shell is the last word.
-    let shell = words.last()?.rsplit('/').next()?;
+    let shell = interpreter.split_whitespace().last()?.rsplit('/').next()?;
     match shell {
         "bash" => Some("bash"),
         // openrc-run reads its service files as POSIX sh; mkinitcpio's runtime hooks run in
