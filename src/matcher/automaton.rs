@@ -303,6 +303,33 @@ impl ContainsSet {
     }
 }
 
+impl ContainsSet {
+    /// Whether any of the strings occurs in `key`.
+    pub(crate) fn occurs_in(&self, key: &[u8]) -> bool {
+        match self.searcher() {
+            SubstringSearcher::Packed(packed) => packed.find(key).is_some(),
+            SubstringSearcher::Automaton(ac) => ac.is_match(key),
+            SubstringSearcher::Prefixed { prefix } => {
+                // One byte on after each prefix, not past it: occurrences may overlap.
+                let mut at = 0;
+                while let Some(found) = prefix.find(&key[at..]) {
+                    let rest = &key[at + found..];
+                    if self
+                        .strings
+                        .iter()
+                        .any(|s| rest.len() >= s.len() && same_bytes(&rest[..s.len()], s))
+                    {
+                        return true;
+                    }
+                    at += found + 1;
+                }
+                false
+            }
+            SubstringSearcher::Each(finders) => finders.iter().any(|f| f.find(key).is_some()),
+        }
+    }
+}
+
 /// Per-thread search state, reused across lookups so a lookup allocates nothing.
 #[derive(Default, Debug)]
 pub struct Scratch {

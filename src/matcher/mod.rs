@@ -21,6 +21,7 @@ pub mod literal;
 pub mod pattern;
 pub mod pci;
 
+use automaton::ContainsSet;
 pub use automaton::{Automaton, Scratch};
 pub use literal::LiteralTable;
 pub use pattern::{Glob, fnmatch, libc_fnmatch};
@@ -35,8 +36,17 @@ pub struct PatternSet {
     pub(crate) automaton: Automaton,
     /// Patterns in the kernel's PCI layout, for keys in that layout ...
     pub(crate) pci: PciIndex,
-    /// ... and the same patterns for every other key that starts like them.
+    /// ... and the same patterns for every other key that starts like them: those naming a
+    /// vendor here, ...
     pub(crate) pci_automaton: Automaton,
+    /// ... and those with a wildcard for the vendor (`pci:v*d*sv*sd*bc0Csc03i30*`, the class
+    /// patterns) here, searched only when the key holds one of `pci_any_vendor_needs`.
+    pub(crate) pci_any_vendor: Automaton,
+    /// For each of `pci_any_vendor`'s patterns, a string every key it matches contains (its
+    /// longest literal run after `pci:v`); None when some pattern has none. Every PCI key that
+    /// is not in the kernel's layout used to walk the class patterns' `*d*sv*sd*` stars, about a
+    /// third of its lookup, though almost none holds a class tail such as `bc0Csc03i30`.
+    pub(crate) pci_any_vendor_needs: Option<ContainsSet>,
     /// No pattern outside those two and `literals` can match a key that starts with `pci:v`, so
     /// such a key need not walk `automaton` at all.
     pub(crate) pci_only: bool,
@@ -68,6 +78,46 @@ fn literal_string(tokens: &[pattern::Token]) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// For each pattern, a string that every key it matches contains: four bytes of its longest
+/// run of literal tokens from token `skip` on (fnmatch matches a run of literals with as many
+/// consecutive bytes, so any part of it will do). Of the run's four-byte windows the one with
+/// the most distinct bytes is taken: a window like `d000` is in every PCI key and would let
+/// every key through, and strings of one length are searched together (Teddy) in one pass.
+/// None when some pattern has no such run.
+fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)], skip: usize) -> Option<ContainsSet> {
+    let mut strings: Vec<Vec<u8>> = patterns
+        .iter()
+        .map(|(tokens, _)| {
+            tokens
+                .get(skip..)
+                .unwrap_or(&[])
+                .split(|t| !matches!(t, pattern::Token::Literal(_)))
+                .max_by_key(|run| run.len())
+                .filter(|run| !run.is_empty())
+                .map(|run| {
+                    let run = literal_string(run).expect("a run of literals");
+                    let distinct = |w: &&[u8]| {
+                        w.iter()
+                            .enumerate()
+                            .filter(|(i, b)| !w[..*i].contains(b))
+                            .count()
+                    };
+                    match run.windows(4).max_by_key(distinct) {
+                        Some(best) => best.to_vec(),
+                        None => run,
+                    }
+                })
+        })
+        .collect::<Option<_>>()?;
+    if strings.is_empty() {
+        return None;
+    }
+    strings.sort();
+    strings.dedup();
+    let values = vec![Vec::new(); strings.len()];
+    Some(ContainsSet::new(strings, values))
+}
+
 /// Whether a pattern could match some string that starts with `prefix`: its literal tokens
 /// before the first wildcard agree with `prefix` as far as both go.
 fn may_start_like(tokens: &[pattern::Token], prefix: &[u8]) -> bool {
@@ -94,6 +144,7 @@ impl PatternSet {
         let mut literals = Vec::new();
         let mut irregular = Vec::new();
         let (mut pci_fields, mut pci_regular) = (Vec::new(), Vec::new());
+        let mut pci_any_vendor = Vec::new();
         let mut pci_only = true;
         for (p, value) in patterns {
             let layout_fields = pci::FieldPattern::parse(p, value);
@@ -111,7 +162,11 @@ impl PatternSet {
                     if let Some(fields) = layout_fields {
                         // The PCI layout has no backslash, so both syntaxes read it alike.
                         pci_fields.push(fields);
-                        pci_regular.push((t, value));
+                        if matches!(t.get(pci::PREFIX.len()), Some(pattern::Token::Literal(_))) {
+                            pci_regular.push((t, value));
+                        } else {
+                            pci_any_vendor.push((t, value));
+                        }
                     } else if let Some(s) = literal_string(&t) {
                         literals.push((s, value));
                     } else {
@@ -130,6 +185,8 @@ impl PatternSet {
             automaton: Automaton::build(&regular),
             pci: PciIndex::build(pci_fields),
             pci_automaton: Automaton::build(&pci_regular),
+            pci_any_vendor_needs: needed_strings(&pci_any_vendor, pci::PREFIX.len()),
+            pci_any_vendor: Automaton::build(&pci_any_vendor),
             pci_only,
             irregular,
         };
@@ -163,6 +220,13 @@ impl PatternSet {
         if key.starts_with(pci::PREFIX) {
             if !self.pci.find(key, out) {
                 self.pci_automaton.search(key, scratch, out);
+                if self
+                    .pci_any_vendor_needs
+                    .as_ref()
+                    .is_none_or(|needs| needs.occurs_in(key))
+                {
+                    self.pci_any_vendor.search(key, scratch, out);
+                }
             }
             if self.pci_only {
                 return;
@@ -193,6 +257,53 @@ impl PatternSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PCI patterns with a wildcard for the vendor are searched only for keys that hold the
+    /// string each needs, and answer as fnmatch does either way.
+    #[test]
+    fn any_vendor_pci_patterns_behind_their_needed_strings() {
+        let patterns: [(&[u8], u32); 4] = [
+            (b"pci:v*d*sv*sd*bc0Csc03i30*", 1),
+            (b"pci:v*d00008139sv000013D1sd0000AB06bc*sc*i*", 2),
+            (b"pci:v00008086d*sv*sd*bc*sc*i*", 3),
+            (b"pci:v*d*sv*sd*bc01sc01i*", 4),
+        ];
+        let set = PatternSet::build(patterns);
+        let needs = set
+            .pci_any_vendor_needs
+            .as_ref()
+            .expect("every pattern has a run");
+        assert!(needs.strings.iter().all(|s| s.len() == 4), "{needs:?}");
+        let keys: [&[u8]; 6] = [
+            b"pci:v00001033d00000194svsdbc0Csc03i30",
+            b"pci:vXd00008139sv000013D1sd0000AB06bcQsci",
+            b"pci:v00008086dsvsdbc0Csc03i3",
+            b"pci:v00008086d1sv2sd3bc01sc01i",
+            b"pci:vdsvsdbc01sc01",
+            b"pci:v",
+        ];
+        for key in keys {
+            let mut found = Vec::new();
+            set.find(key, &mut Scratch::default(), &mut found);
+            found.sort();
+            found.dedup();
+            let want: Vec<u32> = patterns
+                .iter()
+                .filter(|(p, _)| libc_fnmatch(p, key))
+                .map(|&(_, v)| v)
+                .collect();
+            assert_eq!(found, want, "{}", String::from_utf8_lossy(key));
+        }
+        // A pattern with no literal after `pci:v` could match any key: no needed strings.
+        let tokens = |p: &[u8]| match pattern::parse(p) {
+            pattern::Parsed::Tokens(t) => (t, 0),
+            pattern::Parsed::Irregular => unreachable!(),
+        };
+        let open = [tokens(b"pci:v*d*"), tokens(b"pci:v*?")];
+        assert!(needed_strings(&open, 5).is_none());
+        let short = needed_strings(&[tokens(b"pci:v*d*"), tokens(b"pci:v*ab?cdefg")], 5);
+        assert_eq!(short.unwrap().strings, [&b"d"[..], b"defg"]);
+    }
 
     /// A key equal to a plain pattern is answered from the literal table alone, so that entry
     /// must carry every other kind of pattern the string matches too.

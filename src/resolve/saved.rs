@@ -29,7 +29,7 @@ use crate::matcher::{Automaton, LiteralTable, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
-const FORMAT: u32 = 12;
+const FORMAT: u32 = 13;
 const BYTE_ORDER: u32 = 0x0102_0304;
 /// Sections that may be used in place (the automaton) start at a multiple of this.
 const ALIGN: usize = 8;
@@ -207,6 +207,17 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.in_place(&set.literals.values);
     write_automaton(&mut w, &set.automaton);
     write_automaton(&mut w, &set.pci_automaton);
+    write_automaton(&mut w, &set.pci_any_vendor);
+    match &set.pci_any_vendor_needs {
+        None => w.u32(0),
+        Some(needs) => {
+            w.u32(1);
+            w.u32(needs.strings.len() as u32);
+            for s in &needs.strings {
+                w.slice(s);
+            }
+        }
+    }
     w.in_place(&set.pci.patterns);
     w.in_place(&set.pci.by_device);
     w.in_place(&set.pci.by_vendor);
@@ -314,6 +325,19 @@ fn read(
         LiteralTable::from_parts(slots, bytes, values, entries).map_err(|what| r.corrupt(what))?;
     let automaton = read_automaton(&mut r, map)?;
     let pci_automaton = read_automaton(&mut r, map)?;
+    let pci_any_vendor = read_automaton(&mut r, map)?;
+    let pci_any_vendor_needs = match r.u32()? {
+        0 => None,
+        1 => {
+            let mut strings = Vec::new();
+            for _ in 0..r.u32()? {
+                strings.push(r.vec::<u8>()?);
+            }
+            let values = vec![Vec::new(); strings.len()];
+            Some(ContainsSet::new(strings, values))
+        }
+        _ => return Err(r.corrupt("bad flag")),
+    };
     let patterns = r.in_place(map)?;
     let by_device = r.in_place(map)?;
     let by_vendor = r.in_place(map)?;
@@ -347,6 +371,8 @@ fn read(
         automaton,
         pci,
         pci_automaton,
+        pci_any_vendor,
+        pci_any_vendor_needs,
         pci_only,
         irregular,
     };
@@ -355,6 +381,7 @@ fn read(
     // built automaton derives its own in `Automaton::build`.
     res.patterns.automaton.derive();
     res.patterns.pci_automaton.derive();
+    res.patterns.pci_any_vendor.derive();
     res.derive();
     // Every other section was copied out and the automaton is validated: drop all the pages;
     // lookups fault back in just the automaton pages they walk.
@@ -388,7 +415,11 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
             return Err("entry out of range".into());
         }
     }
-    for a in [&r.patterns.automaton, &r.patterns.pci_automaton] {
+    for a in [
+        &r.patterns.automaton,
+        &r.patterns.pci_automaton,
+        &r.patterns.pci_any_vendor,
+    ] {
         match a.validate(entries) {
             Ok(n) if n == a.node_count => {}
             Ok(_) => return Err("node count disagrees with the automaton".into()),
@@ -500,7 +531,8 @@ mod tests {
     use super::*;
     use crate::index::{AliasEntry, ModuleTree};
 
-    /// A loaded automaton has the derived tables a built one has (derived after validation).
+    /// A loaded automaton has the derived tables a built one has (derived after validation),
+    /// and the PCI class patterns' needed strings come back.
     #[test]
     fn a_loaded_automaton_has_its_derived_tables() {
         let alias = |pattern: &str, module: &str| AliasEntry {
@@ -514,6 +546,7 @@ mod tests {
             alias("platform:hmem*", "dax_hmem"),
             alias("of:N*T*Cfoo", "foo"),
             alias("pci:v00008086d*sv*sd*bc*sc*i*", "bar"),
+            alias("pci:v*d*sv*sd*bc0Csc03i30*", "baz"),
         ];
         let built = Resolver::build(&tree);
         let (loaded, _) = from_bytes(Path::new("test.index"), &to_bytes(&built, &[])).unwrap();
@@ -523,9 +556,22 @@ mod tests {
                 &built.patterns.pci_automaton,
                 &loaded.patterns.pci_automaton,
             ),
+            (
+                &built.patterns.pci_any_vendor,
+                &loaded.patterns.pci_any_vendor,
+            ),
         ] {
             assert!(b.root_children.is_some());
             assert_eq!(l.root_children, b.root_children);
         }
+        let needs = |r: &Resolver| {
+            r.patterns
+                .pci_any_vendor_needs
+                .as_ref()
+                .unwrap()
+                .strings
+                .clone()
+        };
+        assert_eq!(needs(&loaded), needs(&built));
     }
 }
