@@ -252,6 +252,27 @@ impl ContainsSet {
         }
     }
 
+    /// A set only asked whether its strings occur ([`ContainsSet::occurs_in`]), reporting no
+    /// values.
+    pub(crate) fn without_values(strings: Vec<Vec<u8>>) -> ContainsSet {
+        let values = vec![Vec::new(); strings.len()];
+        ContainsSet::new(strings, values)
+    }
+
+    /// Whether any of the strings occurs in `key`.
+    pub(crate) fn occurs_in(&self, key: &[u8]) -> bool {
+        match self.searcher() {
+            SubstringSearcher::Packed(packed) => packed.find(key).is_some(),
+            SubstringSearcher::Automaton(ac) => ac.is_match(key),
+            SubstringSearcher::Prefixed { prefix } => {
+                prefixed_occurrences(prefix, &self.strings, key)
+                    .next()
+                    .is_some()
+            }
+            SubstringSearcher::Each(finders) => finders.iter().any(|f| f.find(key).is_some()),
+        }
+    }
+
     fn searcher(&self) -> &SubstringSearcher {
         self.searcher.get_or_init(|| {
             let strings = &self.strings;
@@ -303,31 +324,29 @@ impl ContainsSet {
     }
 }
 
-impl ContainsSet {
-    /// Whether any of the strings occurs in `key`.
-    pub(crate) fn occurs_in(&self, key: &[u8]) -> bool {
-        match self.searcher() {
-            SubstringSearcher::Packed(packed) => packed.find(key).is_some(),
-            SubstringSearcher::Automaton(ac) => ac.is_match(key),
-            SubstringSearcher::Prefixed { prefix } => {
-                // One byte on after each prefix, not past it: occurrences may overlap.
-                let mut at = 0;
-                while let Some(found) = prefix.find(&key[at..]) {
-                    let rest = &key[at + found..];
-                    if self
-                        .strings
-                        .iter()
-                        .any(|s| rest.len() >= s.len() && same_bytes(&rest[..s.len()], s))
-                    {
-                        return true;
-                    }
-                    at += found + 1;
-                }
-                false
-            }
-            SubstringSearcher::Each(finders) => finders.iter().any(|f| f.find(key).is_some()),
-        }
-    }
+/// Every (string, start) where one of `strings`, all of which begin with what `prefix` finds,
+/// occurs in `hay`, by start. Every occurrence of a string starts with an occurrence of the
+/// prefix; the search goes on one byte after each, not past it, since occurrences may overlap
+/// (`aa` in `aaa`).
+fn prefixed_occurrences<'a>(
+    prefix: &'a memchr::memmem::Finder<'static>,
+    strings: &'a [Vec<u8>],
+    hay: &'a [u8],
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let mut at = 0;
+    let starts = std::iter::from_fn(move || {
+        let start = at + prefix.find(&hay[at..])?;
+        at = start + 1;
+        Some(start)
+    });
+    starts.flat_map(move |start| {
+        let rest = &hay[start..];
+        strings
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| rest.len() >= s.len() && same_bytes(&rest[..s.len()], s))
+            .map(move |(i, _)| (i, start))
+    })
 }
 
 /// Per-thread search state, reused across lookups so a lookup allocates nothing.
@@ -1015,21 +1034,10 @@ impl Automaton {
                 }
             }
             SubstringSearcher::Prefixed { prefix } => {
-                // Every occurrence of a string starts with an occurrence of the prefix. One
-                // byte on after each, not past it: occurrences may overlap (`aa` in `aaa`).
-                let mut at = 0;
-                while let Some(found) = prefix.find(&hay[at..]) {
-                    let start = at + found;
-                    if start >= end - pos {
-                        break;
-                    }
-                    let rest = &hay[start..];
-                    for (i, s) in set.strings.iter().enumerate() {
-                        if rest.len() >= s.len() && same_bytes(&rest[..s.len()], s) {
-                            report(i, start, out);
-                        }
-                    }
-                    at = start + 1;
+                for (i, start) in prefixed_occurrences(prefix, &set.strings, hay)
+                    .take_while(|&(_, start)| start < end - pos)
+                {
+                    report(i, start, out);
                 }
             }
             SubstringSearcher::Each(finders) => {

@@ -42,12 +42,13 @@ pub struct PatternSet {
     /// ... and those with a wildcard for the vendor (`pci:v*d*sv*sd*bc0Csc03i30*`, the class
     /// patterns) here, searched only when the key holds one of `pci_any_vendor_needs`.
     pub(crate) pci_any_vendor: Automaton,
-    /// For each of `pci_any_vendor`'s patterns, a string every key it matches contains (its
-    /// longest literal run after `pci:v`); None when some pattern has none. Every PCI key that
+    /// For each of `pci_any_vendor`'s patterns, a string every key it matches contains (four
+    /// bytes of a literal run after `pci:v`, see [`needed_strings`]); None when some pattern
+    /// has none. Every PCI key that
     /// is not in the kernel's layout used to walk the class patterns' `*d*sv*sd*` stars, about a
     /// third of its lookup, though almost none holds a class tail such as `bc0Csc03i30`.
     pub(crate) pci_any_vendor_needs: Option<ContainsSet>,
-    /// No pattern outside those two and `literals` can match a key that starts with `pci:v`, so
+    /// No pattern outside those three and `literals` can match a key that starts with `pci:v`, so
     /// such a key need not walk `automaton` at all.
     pub(crate) pci_only: bool,
     /// Patterns outside the compiled subset: (pattern, length of its literal prefix, value).
@@ -114,8 +115,7 @@ fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)], skip: usize) -> Optio
     }
     strings.sort();
     strings.dedup();
-    let values = vec![Vec::new(); strings.len()];
-    Some(ContainsSet::new(strings, values))
+    Some(ContainsSet::without_values(strings))
 }
 
 /// Whether a pattern could match some string that starts with `prefix`: its literal tokens

@@ -333,8 +333,7 @@ fn read(
             for _ in 0..r.u32()? {
                 strings.push(r.vec::<u8>()?);
             }
-            let values = vec![Vec::new(); strings.len()];
-            Some(ContainsSet::new(strings, values))
+            Some(ContainsSet::without_values(strings))
         }
         _ => return Err(r.corrupt("bad flag")),
     };
