@@ -18,12 +18,13 @@
 
 pub mod automaton;
 pub mod literal;
+mod needles;
 pub mod pattern;
 pub mod pci;
 
-use automaton::ContainsSet;
 pub use automaton::{Automaton, Scratch};
 pub use literal::LiteralTable;
+pub(crate) use needles::NeedleSet;
 pub use pattern::{Glob, fnmatch, libc_fnmatch};
 pub use pci::PciIndex;
 
@@ -47,7 +48,7 @@ pub struct PatternSet {
     /// has none. Every PCI key that
     /// is not in the kernel's layout used to walk the class patterns' `*d*sv*sd*` stars, about a
     /// third of its lookup, though almost none holds a class tail such as `bc0Csc03i30`.
-    pub(crate) pci_any_vendor_needs: Option<ContainsSet>,
+    pub(crate) pci_any_vendor_needs: Option<NeedleSet>,
     /// No pattern outside those three and `literals` can match a key that starts with `pci:v`, so
     /// such a key need not walk `automaton` at all.
     pub(crate) pci_only: bool,
@@ -83,9 +84,10 @@ fn literal_string(tokens: &[pattern::Token]) -> Option<Vec<u8>> {
 /// run of literal tokens from token `skip` on (fnmatch matches a run of literals with as many
 /// consecutive bytes, so any part of it will do). Of the run's four-byte windows the one with
 /// the most distinct bytes is taken: a window like `d000` is in every PCI key and would let
-/// every key through, and strings of one length are searched together (Teddy) in one pass.
+/// every key through, and strings of one length are searched together in one pass (see
+/// [`needles`]).
 /// None when some pattern has no such run.
-fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)], skip: usize) -> Option<ContainsSet> {
+fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)], skip: usize) -> Option<NeedleSet> {
     let mut strings: Vec<Vec<u8>> = patterns
         .iter()
         .map(|(tokens, _)| {
@@ -115,7 +117,7 @@ fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)], skip: usize) -> Optio
     }
     strings.sort();
     strings.dedup();
-    Some(ContainsSet::without_values(strings))
+    Some(NeedleSet::new(strings))
 }
 
 /// Whether a pattern could match some string that starts with `prefix`: its literal tokens
@@ -273,7 +275,7 @@ mod tests {
             .pci_any_vendor_needs
             .as_ref()
             .expect("every pattern has a run");
-        assert!(needs.strings.iter().all(|s| s.len() == 4), "{needs:?}");
+        assert!(needs.strings().iter().all(|s| s.len() == 4), "{needs:?}");
         let keys: [&[u8]; 6] = [
             b"pci:v00001033d00000194svsdbc0Csc03i30",
             b"pci:vXd00008139sv000013D1sd0000AB06bcQsci",
@@ -302,7 +304,7 @@ mod tests {
         let open = [tokens(b"pci:v*d*"), tokens(b"pci:v*?")];
         assert!(needed_strings(&open, 5).is_none());
         let short = needed_strings(&[tokens(b"pci:v*d*"), tokens(b"pci:v*ab?cdefg")], 5);
-        assert_eq!(short.unwrap().strings, [&b"d"[..], b"defg"]);
+        assert_eq!(short.unwrap().strings(), [&b"d"[..], b"defg"]);
     }
 
     /// A key equal to a plain pattern is answered from the literal table alone, so that entry

@@ -25,7 +25,7 @@ use crate::index::{ModuleTree, SOURCE_FILES, SourceStamp, source_fingerprint};
 use crate::matcher::automaton::{ContainsSet, Mapping, Stored};
 use crate::matcher::pattern::ByteSet;
 use crate::matcher::pci::{FieldPattern, Slot};
-use crate::matcher::{Automaton, LiteralTable, PatternSet, PciIndex};
+use crate::matcher::{Automaton, LiteralTable, NeedleSet, PatternSet, PciIndex};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"modaliasd-index\0";
@@ -212,8 +212,8 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
         None => w.u32(0),
         Some(needs) => {
             w.u32(1);
-            w.u32(needs.strings.len() as u32);
-            for s in &needs.strings {
+            w.u32(needs.strings().len() as u32);
+            for s in needs.strings() {
                 w.slice(s);
             }
         }
@@ -333,7 +333,7 @@ fn read(
             for _ in 0..r.u32()? {
                 strings.push(r.vec::<u8>()?);
             }
-            Some(ContainsSet::without_values(strings))
+            Some(NeedleSet::new(strings))
         }
         _ => return Err(r.corrupt("bad flag")),
     };
@@ -568,8 +568,8 @@ mod tests {
                 .pci_any_vendor_needs
                 .as_ref()
                 .unwrap()
-                .strings
-                .clone()
+                .strings()
+                .to_vec()
         };
         assert_eq!(needs(&loaded), needs(&built));
     }
