@@ -62,6 +62,63 @@ pub struct Automaton {
     /// reach the automaton die within a few nodes of the root, and finding the first byte
     /// among the root's dozens of labels was a good part of such a walk. Derived, not saved.
     pub(crate) root_children: Option<Box<[u32; 256]>>,
+    /// Where the walk of a key's first few bytes ends, when no wildcard stands on the way (see
+    /// [`Jumps`]). Derived, not saved, and only for automata told their depth.
+    pub(crate) jumps: Option<Jumps>,
+}
+
+/// For every path of literal bytes `depth` long from the root (8 to 16 bytes), the node whose
+/// segment holds the path's end and where that segment starts in the key. A key whose first
+/// `depth` bytes are such a path can start its walk there: no node before it has a star, a
+/// `?` or a class, so the walk from the root could only have come the same way, with nothing
+/// put on the stack. (A node that accepts on the way does not matter: it accepts only keys
+/// that end there, and these are longer.)
+///
+/// Made for the PCI automaton, where every key starts `pci:v` and eight vendor digits and the
+/// walk down them took five nodes, one dependent load after another; Debian's 6.12 tree has
+/// 323 such paths. A key with another start walks from the root as before.
+#[derive(Clone, Debug)]
+pub(crate) struct Jumps {
+    depth: usize,
+    /// Open addressing, a power of two long and at most half full: a path's bytes (the first
+    /// eight, then the last eight, overlapping when shorter than 16) and (node, position);
+    /// `NONE` as the node marks an empty slot.
+    slots: Box<[(u64, u64, u32, u32)]>,
+}
+
+impl Jumps {
+    /// A path's two words: the first eight bytes and the last eight of `depth`.
+    #[inline]
+    fn words(key: &[u8], depth: usize) -> (u64, u64) {
+        let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().unwrap());
+        (word(0), word(depth - 8))
+    }
+
+    #[inline]
+    fn slot(&self, words: (u64, u64)) -> usize {
+        let h = (words.0 ^ words.1.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    /// Where a walk of `key` may start instead of the root.
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<(u32, u32)> {
+        if key.len() < self.depth {
+            return None;
+        }
+        let words = Jumps::words(key, self.depth);
+        let mut at = self.slot(words);
+        loop {
+            let &(a, b, node, pos) = &self.slots[at];
+            if node == NONE {
+                return None;
+            }
+            if (a, b) == words {
+                return Some((node, pos));
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
+    }
 }
 
 /// An array built in memory, or used in place from a mapped saved index file so that only the
@@ -531,6 +588,53 @@ impl Automaton {
         self.root_children = Some(table);
     }
 
+    /// Derives [`Jumps`] for keys' first `depth` bytes (8 to 16); none when no path of literal
+    /// bytes is that long.
+    pub(crate) fn derive_jumps(&mut self, depth: usize) {
+        assert!((8..=16).contains(&depth), "jump depth {depth}");
+        self.jumps = None;
+        if self.code.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        let mut todo = vec![(0u32, Vec::new())];
+        while let Some((node, mut path)) = todo.pop() {
+            let v = self.view(node);
+            let start = path.len();
+            let seg = self.segment(v);
+            if start + seg.len() >= depth {
+                path.extend_from_slice(&seg[..depth - start]);
+                found.push((Jumps::words(&path, depth), node, start as u32));
+                continue;
+            }
+            if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES) != 0 {
+                continue;
+            }
+            path.extend_from_slice(seg);
+            let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
+            for (i, &b) in labels.iter().enumerate() {
+                let mut next = path.clone();
+                next.push(b);
+                todo.push((self.code[v.targets + i], next));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let mut jumps = Jumps {
+            depth,
+            slots: vec![(0, 0, NONE, 0); (found.len() * 2).next_power_of_two()].into(),
+        };
+        for (words, node, pos) in found {
+            let mut at = jumps.slot(words);
+            while jumps.slots[at].2 != NONE {
+                at = (at + 1) & (jumps.slots.len() - 1);
+            }
+            jumps.slots[at] = (words.0, words.1, node, pos);
+        }
+        self.jumps = Some(jumps);
+    }
+
     /// If the subtree below the star target `start` is only literal strings, each ending in a
     /// `*` that ends its patterns, returns those strings and their values.
     fn contains_strings(nodes: &BuildTrie, start: usize) -> Option<ContainsSet> {
@@ -789,7 +893,9 @@ impl Automaton {
         scratch.reset(self.star_slots as usize);
         // The root has an empty segment; start with its branches at position 0. `branch`
         // returns the literal child to follow next, so the main path never touches the stack.
+        let jump = self.jumps.as_ref().and_then(|j| j.find(key));
         let mut next = match &self.root_children {
+            _ if jump.is_some() => jump,
             Some(table) => match key.first().map(|&b| table[b as usize]) {
                 Some(child) if child != NONE => Some((child, 1)),
                 _ => return,
@@ -1384,6 +1490,66 @@ mod tests {
         assert_eq!(matches(&compile(&["abc", "?bc"]), "abc"), [0, 1]);
         assert_eq!(matches(&compile(&["abc", "[!a]bc"]), "bbc"), [1]);
         assert_eq!(matches(&compile(&["abc", ""]), ""), [1]);
+    }
+
+    /// A walk that starts at its jump finds what the walk from the root finds, and only paths
+    /// with no wildcard before the depth get a jump.
+    #[test]
+    fn jumps_start_walks_where_the_root_would_have_come() {
+        let patterns = [
+            "pci:v00008086d000010D3sv*sd*bc*sc*i*",
+            "pci:v00008086d*sv*sd*bc02sc00i*",
+            "pci:v00008086",
+            "pci:v000010ECd00008168sv*sd*bc*sc*i*",
+            "pci:v000010E?d*",
+            "pci:v00002*d00001234*",
+            "pci:v00003*",
+            "pci:v00003333d*",
+            "pci:v00001AF[45]d*",
+            "pci:v00001AF4d*sv*sd*bc*sc*i*",
+            "pci:v00001AF4d00001000sv*",
+            "pci:v0",
+        ];
+        let mut a = compile(&patterns);
+        a.derive_jumps(13);
+        let jumps = a.jumps.clone().expect("literal vendors");
+        // The vendors behind `?`, `*` or a class branch off before the depth: no jump. Those
+        // that end a pattern before it (`pci:v00008086`, `pci:v0`) still have one.
+        assert!(jumps.find(b"pci:v00008086d").is_some());
+        assert!(jumps.find(b"pci:v000010ECd").is_none());
+        assert!(jumps.find(b"pci:v00001AF4d").is_none());
+        assert!(jumps.find(b"pci:v00002AF4d").is_none());
+        assert!(jumps.find(b"pci:v00003333d").is_none(), "a star on the way");
+        assert!(
+            jumps.find(b"pci:v0000808").is_none(),
+            "shorter than the depth"
+        );
+        let mut root = a.clone();
+        root.jumps = None;
+        let mut rng = crate::test_rng::XorShift(0x5DEE_CE66_D1CE_4E5B);
+        let pieces = [
+            "pci:v", "00008086", "000010EC", "00001AF4", "00001AF5", "00002AF4", "00003333", "d",
+            "000010D3", "00001000", "00001234", "sv", "sd", "bc02", "sc00", "i", "00", "Z",
+        ];
+        for _ in 0..20_000 {
+            let n = 1 + rng.next() % 9;
+            let mut key = String::from("pci:v");
+            for _ in 0..n {
+                key.push_str(pieces[(rng.next() % pieces.len() as u64) as usize]);
+            }
+            let want: Vec<u32> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| super::super::pattern::libc_fnmatch(p.as_bytes(), key.as_bytes()))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let mut from_root = matches(&root, &key);
+            from_root.dedup();
+            let mut jumped = matches(&a, &key);
+            jumped.dedup();
+            assert_eq!(from_root, want, "{key}");
+            assert_eq!(jumped, want, "{key}");
+        }
     }
 
     #[test]

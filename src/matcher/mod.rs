@@ -192,6 +192,7 @@ impl PatternSet {
             pci_only,
             irregular,
         };
+        set.pci_automaton.derive_jumps(pci::JUMP_DEPTH);
         // A key equal to a plain pattern is answered by the table alone, so its entry holds
         // every pattern that matches that string, not only the plain ones.
         let mut complete: Vec<(&[u8], u32)> = literals.iter().map(|(s, v)| (&s[..], *v)).collect();

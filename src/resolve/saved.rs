@@ -380,6 +380,9 @@ fn read(
     // built automaton derives its own in `Automaton::build`.
     res.patterns.automaton.derive();
     res.patterns.pci_automaton.derive();
+    res.patterns
+        .pci_automaton
+        .derive_jumps(crate::matcher::pci::JUMP_DEPTH);
     res.patterns.pci_any_vendor.derive();
     res.derive();
     // Every other section was copied out and the automaton is validated: drop all the pages;
