@@ -840,6 +840,14 @@ impl Automaton {
     /// Heap bytes held by the compiled form.
     pub fn heap_bytes(&self) -> usize {
         self.code.len() * 4
+            + self
+                .root_children
+                .as_ref()
+                .map_or(0, |t| std::mem::size_of_val(&**t))
+            + self
+                .jumps
+                .as_ref()
+                .map_or(0, |j| std::mem::size_of_val(&*j.slots))
             + self.classes.len() * 32
             + self
                 .contains
@@ -1526,6 +1534,10 @@ mod tests {
         );
         let mut root = a.clone();
         root.jumps = None;
+        assert!(
+            a.heap_bytes() > root.heap_bytes(),
+            "the table counts as held memory"
+        );
         let mut rng = crate::test_rng::XorShift(0x5DEE_CE66_D1CE_4E5B);
         let pieces = [
             "pci:v", "00008086", "000010EC", "00001AF4", "00001AF5", "00002AF4", "00003333", "d",
