@@ -598,7 +598,15 @@ impl Automaton {
         }
         let mut found = Vec::new();
         let mut todo = vec![(0u32, Vec::new())];
+        let mut visits = 0;
         while let Some((node, mut path)) = todo.pop() {
+            // A compiled automaton is a tree, so no node is visited twice. A damaged saved file
+            // that still validates can have edges that meet or loop, and then the paths could
+            // run to 256^depth: such an automaton gets no jumps.
+            visits += 1;
+            if visits > self.node_count as usize {
+                return;
+            }
             let v = self.view(node);
             let start = path.len();
             let seg = self.segment(v);
@@ -1562,6 +1570,30 @@ mod tests {
             assert_eq!(from_root, want, "{key}");
             assert_eq!(jumped, want, "{key}");
         }
+    }
+
+    /// Edges of a damaged file that lead back to the root make paths meet: the jump table is
+    /// then left out instead of enumerating 2^depth paths.
+    #[test]
+    fn jumps_only_for_a_tree() {
+        let a = compile(&["ab*", "ba*"]);
+        let root = a.view(0);
+        let mut code = a.code.to_vec();
+        for i in 0..root.lit_count() {
+            code[root.targets + i] = 0;
+        }
+        let mut looped = a.clone();
+        looped.code = Stored::from_vec(code);
+        assert_eq!(
+            looped.validate(2),
+            Ok(a.node_count),
+            "the loop is not caught there"
+        );
+        looped.derive_jumps(8);
+        assert!(looped.jumps.is_none());
+        let mut tree = a.clone();
+        tree.derive_jumps(8);
+        assert!(tree.jumps.is_none(), "no literal path is 8 bytes long");
     }
 
     #[test]
