@@ -77,7 +77,7 @@ pub struct Automaton {
 /// Made for the PCI automaton, where every key starts `pci:v` and eight vendor digits and the
 /// walk down them took five nodes, one dependent load after another; Debian's 6.12 tree has
 /// 323 such paths. A key with another start walks from the root as before.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Jumps {
     depth: usize,
     /// Open addressing, a power of two long and at most half full: a path's bytes (the first
@@ -907,16 +907,17 @@ impl Automaton {
             return;
         }
         scratch.reset(self.star_slots as usize);
-        // The root has an empty segment; start with its branches at position 0. `branch`
-        // returns the literal child to follow next, so the main path never touches the stack.
+        // A key that starts with a jump's path starts where that path ends. Otherwise the root,
+        // with its empty segment, branches at position 0. `branch` returns the literal child to
+        // follow next, so the main path never touches the stack.
         let jump = self.jumps.as_ref().and_then(|j| j.find(key));
-        let mut next = match &self.root_children {
-            _ if jump.is_some() => jump,
-            Some(table) => match key.first().map(|&b| table[b as usize]) {
+        let mut next = match (jump, &self.root_children) {
+            (Some(start), _) => Some(start),
+            (None, Some(table)) => match key.first().map(|&b| table[b as usize]) {
                 Some(child) if child != NONE => Some((child, 1)),
                 _ => return,
             },
-            None => self.branch(self.view(0), 0, key, scratch, out),
+            (None, None) => self.branch(self.view(0), 0, key, scratch, out),
         };
         loop {
             let (node, pos) = match next {

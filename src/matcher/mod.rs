@@ -192,7 +192,7 @@ impl PatternSet {
             pci_only,
             irregular,
         };
-        set.pci_automaton.derive_jumps(pci::JUMP_DEPTH);
+        set.derive();
         // A key equal to a plain pattern is answered by the table alone, so its entry holds
         // every pattern that matches that string, not only the plain ones.
         let mut complete: Vec<(&[u8], u32)> = literals.iter().map(|(s, v)| (&s[..], *v)).collect();
@@ -209,6 +209,21 @@ impl PatternSet {
         }
         set.literals = LiteralTable::build(complete);
         set
+    }
+
+    /// Computes the tables derived from the compiled automata: each one's first-byte table and
+    /// the PCI automaton's jumps. One place for a built set and a loaded one (whose node offsets
+    /// are only trusted after validation). For a built set the first-byte tables, already made
+    /// by `Automaton::build`, are made again: three 256-entry tables, microseconds.
+    pub(crate) fn derive(&mut self) {
+        for a in [
+            &mut self.automaton,
+            &mut self.pci_automaton,
+            &mut self.pci_any_vendor,
+        ] {
+            a.derive();
+        }
+        self.pci_automaton.derive_jumps(pci::JUMP_DEPTH);
     }
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).

@@ -13,6 +13,7 @@
 //! their letters (`s`, `c`, `i`) stand at the right distances in every key and nearly every
 //! key had positions to confirm; the digits that tell the strings apart are the commonest
 //! bytes there. A PCI lookup took 317 ns with it against 245 with Teddy.
+//!
 //! Sets the fingerprints do not suit (a string under three bytes, more than 64 strings, a CPU
 //! without SSSE3, another architecture) go to [`ContainsSet`].
 

@@ -376,14 +376,8 @@ fn read(
         irregular,
     };
     validate(&res).map_err(|what| Error::corrupt(path, 0, what))?;
-    // The automata's derived tables hold node offsets read from the file, so only now; a
-    // built automaton derives its own in `Automaton::build`.
-    res.patterns.automaton.derive();
-    res.patterns.pci_automaton.derive();
-    res.patterns
-        .pci_automaton
-        .derive_jumps(crate::matcher::pci::JUMP_DEPTH);
-    res.patterns.pci_any_vendor.derive();
+    // The automata's derived tables hold node offsets read from the file, so only now.
+    res.patterns.derive();
     res.derive();
     // Every other section was copied out and the automaton is validated: drop all the pages;
     // lookups fault back in just the automaton pages they walk.
@@ -565,7 +559,9 @@ mod tests {
         ] {
             assert!(b.root_children.is_some());
             assert_eq!(l.root_children, b.root_children);
+            assert_eq!(l.jumps, b.jumps);
         }
+        assert!(loaded.patterns.pci_automaton.jumps.is_some());
         let needs = |r: &Resolver| {
             r.patterns
                 .pci_any_vendor_needs
