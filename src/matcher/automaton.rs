@@ -28,6 +28,7 @@
 //! Aho-Corasick searcher over the strings, which answers it in one pass over the key.
 
 use super::pattern::{ByteSet, Token};
+use super::starts::StartFilter;
 
 const NONE: u32 = u32::MAX;
 
@@ -65,6 +66,9 @@ pub struct Automaton {
     /// Where the walk of a key's first few bytes ends, when no wildcard stands on the way (see
     /// [`Jumps`]). Derived, not saved, and only for automata told their depth.
     pub(crate) jumps: Option<Jumps>,
+    /// Which keys can reach a pattern at all (see [`StartFilter`]). Derived, not saved, and only
+    /// for automata told to have one.
+    pub(crate) starts: Option<StartFilter>,
 }
 
 /// For every path of literal bytes `depth` long from the root (8 to 16 bytes), the node whose
@@ -643,6 +647,45 @@ impl Automaton {
         self.jumps = Some(jumps);
     }
 
+    /// Derives the [`StartFilter`] from the literal paths at the top of the trie: each path is
+    /// followed until the filter has what it needs from it, or until a wildcard or an accepting
+    /// node ends a start there.
+    pub(crate) fn derive_starts(&mut self) {
+        self.starts = None;
+        if self.code.is_empty() {
+            return;
+        }
+        let mut filter = StartFilter::default();
+        let mut todo = vec![(0u32, Vec::new())];
+        let mut visits = 0;
+        'nodes: while let Some((node, mut path)) = todo.pop() {
+            // As for jumps: a damaged file whose edges meet gets no filter, never a long walk.
+            visits += 1;
+            if visits > self.node_count as usize {
+                return;
+            }
+            let v = self.view(node);
+            for &b in self.segment(v) {
+                path.push(b);
+                if filter.note_prefix(&path) {
+                    continue 'nodes;
+                }
+            }
+            if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES | HAS_ACCEPTS) != 0 {
+                filter.note_start(&path);
+            }
+            let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
+            for (i, &b) in labels.iter().enumerate() {
+                let mut next = path.clone();
+                next.push(b);
+                if !filter.note_prefix(&next) {
+                    todo.push((self.code[v.targets + i], next));
+                }
+            }
+        }
+        self.starts = Some(filter);
+    }
+
     /// If the subtree below the star target `start` is only literal strings, each ending in a
     /// `*` that ends its patterns, returns those strings and their values.
     fn contains_strings(nodes: &BuildTrie, start: usize) -> Option<ContainsSet> {
@@ -856,6 +899,7 @@ impl Automaton {
                 .jumps
                 .as_ref()
                 .map_or(0, |j| std::mem::size_of_val(&*j.slots))
+            + self.starts.as_ref().map_or(0, StartFilter::heap_bytes)
             + self.classes.len() * 32
             + self
                 .contains
@@ -902,6 +946,14 @@ impl Automaton {
 
     /// Appends the value of every pattern that matches `key` to `out`, in no particular order;
     /// a value may appear more than once.
+    /// Whether some pattern may match `key`: false only when the start filter, if this
+    /// automaton has one, rules every pattern out. Asked before [`Automaton::search`], so that
+    /// a key turned away costs no call.
+    #[inline]
+    pub fn may_match(&self, key: &[u8]) -> bool {
+        self.starts.as_ref().is_none_or(|f| f.may_match(key))
+    }
+
     pub fn search(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         if self.code.is_empty() {
             return;
@@ -1432,9 +1484,13 @@ mod tests {
         a
     }
 
+    /// The values of the patterns matching `key`, asked as `PatternSet` asks: the start filter
+    /// first, if there is one.
     fn matches(a: &Automaton, key: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        a.search(key.as_bytes(), &mut Scratch::default(), &mut out);
+        if a.may_match(key.as_bytes()) {
+            a.search(key.as_bytes(), &mut Scratch::default(), &mut out);
+        }
         out.sort();
         out
     }
@@ -1595,6 +1651,147 @@ mod tests {
         let mut tree = a.clone();
         tree.derive_jumps(8);
         assert!(tree.jumps.is_none(), "no literal path is 8 bytes long");
+    }
+
+    /// The start filter turns a key away only when no pattern matches it, and does turn away
+    /// keys whose bus has patterns only under other starts.
+    #[test]
+    fn start_filter_turns_away_only_keys_nothing_matches() {
+        let patterns = [
+            "platform:hmem*",
+            "platform:hmem_platform*",
+            "platform:e820_pmem*",
+            "usb:v1234p*d*",
+            "of:N*T*Cfoo",
+            "acpi*:PNP0C09:*",
+            "char-major-99-*",
+            "sound-service-?-3",
+            "foo:*",
+            "bar:",
+            "a::b*",
+            "x[ab]:y*",
+            "1123456789abc:x*",
+            "2123456789abcd:y*",
+            "0123456789abcde:*",
+            "very_long_bus_name:z*",
+        ];
+        let mut a = compile(&patterns);
+        a.derive_starts();
+        let filter = a.starts.clone().expect("a tree");
+        for key in [
+            &b"platform:gpio_exar"[..],
+            b"platform:",
+            b"platform",
+            b"usb:x9999p0001",
+            b"usb:",
+            b"of:",
+            b"baz:x",
+            b"1123456789abc:y",
+            b"2123456789abcd:z",
+            b"9123456789abcde:z",
+            b"",
+        ] {
+            assert!(!filter.may_match(key), "{}", String::from_utf8_lossy(key));
+        }
+        let mut unfiltered = a.clone();
+        unfiltered.starts = None;
+        assert!(
+            a.heap_bytes() > unfiltered.heap_bytes(),
+            "its table is held"
+        );
+        let mut rng = crate::test_rng::XorShift(0x9E37_79B9_7F4A_7C15);
+        let pieces = [
+            "platform:",
+            "hmem",
+            "_platform",
+            "e820_pmem",
+            "gpio",
+            "usb:v",
+            "1234",
+            "p",
+            "d",
+            "of:N",
+            "T",
+            "Cfoo",
+            "acpi",
+            "acpi:",
+            "PNP0C09:",
+            "char-major-99-",
+            "sound-service-",
+            "3",
+            "-",
+            "foo:",
+            "bar:",
+            "a::b",
+            "a:",
+            "xa:y",
+            "xb:",
+            "xc:y",
+            "1123456789abc",
+            "2123456789abcd",
+            "0123456789abcde",
+            "d",
+            "e",
+            ":",
+            "x",
+            "y",
+            "z",
+            "very_long_bus_name:",
+            "",
+        ];
+        let mut turned_away = 0;
+        for _ in 0..50_000 {
+            let n = rng.next() % 5;
+            let mut key = String::new();
+            for _ in 0..n {
+                key.push_str(pieces[(rng.next() % pieces.len() as u64) as usize]);
+            }
+            let want: Vec<u32> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| super::super::pattern::libc_fnmatch(p.as_bytes(), key.as_bytes()))
+                .map(|(i, _)| i as u32)
+                .collect();
+            if !filter.may_match(key.as_bytes()) {
+                turned_away += 1;
+                assert_eq!(want, Vec::<u32>::new(), "{key}");
+            }
+            let mut found = matches(&a, &key);
+            found.dedup();
+            assert_eq!(found, want, "{key}");
+            let mut walked = matches(&unfiltered, &key);
+            walked.dedup();
+            assert_eq!(walked, want, "{key}");
+        }
+        assert!(turned_away > 10_000, "{turned_away} keys turned away");
+    }
+
+    /// A pattern that starts with a wildcard can match any key: nothing is turned away.
+    #[test]
+    fn start_filter_of_a_leading_wildcard_keeps_every_key() {
+        for first in ["*x", "?:a", "[ab]:c"] {
+            let mut a = compile(&["platform:hmem*", first]);
+            a.derive_starts();
+            let filter = a.starts.expect("a tree");
+            for key in ["", "platform:gpio", "zz:x", "q"] {
+                assert!(filter.may_match(key.as_bytes()), "{first} {key}");
+            }
+        }
+    }
+
+    /// As for jumps, a damaged file whose edges loop gets no filter.
+    #[test]
+    fn start_filter_only_for_a_tree() {
+        let a = compile(&["ab*", "ba*"]);
+        let root = a.view(0);
+        let mut code = a.code.to_vec();
+        for i in 0..root.lit_count() {
+            code[root.targets + i] = 0;
+        }
+        let mut looped = a.clone();
+        looped.code = Stored::from_vec(code);
+        looped.derive_starts();
+        assert!(looped.starts.is_none());
     }
 
     #[test]

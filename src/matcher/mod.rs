@@ -21,6 +21,7 @@ pub mod literal;
 mod needles;
 pub mod pattern;
 pub mod pci;
+mod starts;
 
 pub use automaton::{Automaton, Scratch};
 pub use literal::LiteralTable;
@@ -211,10 +212,12 @@ impl PatternSet {
         set
     }
 
-    /// Computes the tables derived from the compiled automata: each one's first-byte table and
-    /// the PCI automaton's jumps. One place for a built set and a loaded one (whose node offsets
-    /// are only trusted after validation). For a built set the first-byte tables, already made
-    /// by `Automaton::build`, are made again: three 256-entry tables, microseconds.
+    /// Computes the tables derived from the compiled automata: each one's first-byte table, the
+    /// PCI automaton's jumps and the general automaton's start filter (the PCI automata have
+    /// none: every key they see starts `pci:v`, which would pass it). One place for a built set
+    /// and a loaded one (whose node offsets are only trusted after validation). For a built set
+    /// the first-byte tables, already made by `Automaton::build`, are made again: three
+    /// 256-entry tables, microseconds.
     pub(crate) fn derive(&mut self) {
         for a in [
             &mut self.automaton,
@@ -224,6 +227,7 @@ impl PatternSet {
             a.derive();
         }
         self.pci_automaton.derive_jumps(pci::JUMP_DEPTH);
+        self.automaton.derive_starts();
     }
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
@@ -250,7 +254,9 @@ impl PatternSet {
                 return;
             }
         }
-        self.automaton.search(key, scratch, out);
+        if self.automaton.may_match(key) {
+            self.automaton.search(key, scratch, out);
+        }
         for (p, literal, value) in &self.irregular {
             let (prefix, rest) = p.split_at(*literal as usize);
             if key.starts_with(prefix) && libc_fnmatch(rest, &key[prefix.len()..]) {

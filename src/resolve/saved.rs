@@ -560,8 +560,10 @@ mod tests {
             assert!(b.root_children.is_some());
             assert_eq!(l.root_children, b.root_children);
             assert_eq!(l.jumps, b.jumps);
+            assert_eq!(l.starts, b.starts);
         }
         assert!(loaded.patterns.pci_automaton.jumps.is_some());
+        assert!(loaded.patterns.automaton.starts.is_some());
         let needs = |r: &Resolver| {
             r.patterns
                 .pci_any_vendor_needs
