@@ -221,7 +221,7 @@ impl LiteralTable {
 /// in about two multiplies' latency, where a word-by-word chain took four. It needs no seed:
 /// the strings are the kernel's, not an attacker's, and a collision only costs a probe.
 #[inline]
-fn hash(key: &[u8]) -> u64 {
+pub(crate) fn hash(key: &[u8]) -> u64 {
     const K: [u64; 4] = [
         0x243F_6A88_85A3_08D3,
         0x1319_8A2E_0370_7344,

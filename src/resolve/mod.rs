@@ -30,6 +30,7 @@
 //! libkmod's order directly; the module list keeps each module's first occurrence.
 
 mod kmod_walk;
+mod name_index;
 pub mod saved;
 
 use crate::index::kmod_bin::RadixTree;
@@ -38,6 +39,7 @@ use crate::matcher::automaton::Stored;
 use crate::matcher::pattern::literal_prefix_len;
 use crate::matcher::{PatternSet, Scratch, Syntax};
 use crate::names::{AliasError, KeyShape, normalize_alias};
+use name_index::NameIndex;
 use std::collections::HashMap;
 
 /// The modprobe.d steps of the lookup (1 and 4). The loader's configuration implements this.
@@ -175,12 +177,9 @@ pub struct Resolver {
     /// Whether some built-in module's name has a `:`: if none has, a MODALIAS (which always
     /// has one) need not be looked up among them. Derived, not saved.
     pub(crate) builtin_colon: bool,
-    /// The first 16 bytes of each name in `dep_sorted` and `builtin_sorted`, as numbers that
-    /// sort like the names: a binary search compares these, side by side in one array, and
-    /// reads a name only where two agree that far. Searching the names themselves cost a
-    /// cache miss per step. Derived, not saved.
-    dep_prefixes: Vec<u128>,
-    builtin_prefixes: Vec<u128>,
+    /// `dep_sorted` and `builtin_sorted` by name. Derived, not saved.
+    dep_index: NameIndex,
+    builtin_index: NameIndex,
     /// `modules.symbols` sorted by key then priority; keys live in `symbol_bytes`.
     pub(crate) symbols: Stored<SymbolEntry>,
     pub(crate) symbol_bytes: Stored<u8>,
@@ -309,13 +308,8 @@ impl Resolver {
             .builtin_sorted
             .iter()
             .any(|&id| self.names[id as usize].contains(':'));
-        let prefixes = |ids: &[u32]| -> Vec<u128> {
-            ids.iter()
-                .map(|&id| name_prefix(self.names[id as usize].as_bytes()))
-                .collect()
-        };
-        self.dep_prefixes = prefixes(&self.dep_sorted);
-        self.builtin_prefixes = prefixes(&self.builtin_sorted);
+        self.dep_index = NameIndex::new(&self.names, &self.dep_sorted);
+        self.builtin_index = NameIndex::new(&self.names, &self.builtin_sorted);
     }
 
     /// The built-in module called `key`, if there is one.
@@ -323,7 +317,7 @@ impl Resolver {
         if !self.builtin_colon && shape.colon {
             return None;
         }
-        self.find_sorted(&self.builtin_sorted, &self.builtin_prefixes, key)
+        self.builtin_index.find(&self.names, key)
     }
 
     fn symbol_key(&self, s: &SymbolEntry) -> &[u8] {
@@ -362,18 +356,6 @@ impl Resolver {
         self.alias_entries as usize
     }
 
-    /// The id in `ids` (sorted by name, `prefixes` beside it) of the module called `name`.
-    fn find_sorted(&self, ids: &[u32], prefixes: &[u128], name: &[u8]) -> Option<u32> {
-        let prefix = name_prefix(name);
-        let full = |id: u32| self.names[id as usize].as_bytes();
-        let at = prefixes.partition_point(|&p| p < prefix);
-        // Names sharing the 16 bytes are adjacent; few share that many.
-        let same = prefixes[at..].iter().take_while(|&&p| p == prefix).count();
-        let run = &ids[at..at + same];
-        let found = run.partition_point(|&id| full(id) < name);
-        run.get(found).copied().filter(|&id| full(id) == name)
-    }
-
     /// Resolves `input` into `out`. Fails only when the string cannot be normalised.
     pub fn resolve_into(
         &self,
@@ -401,7 +383,7 @@ impl Resolver {
             return Ok(());
         }
         if !shape.colon {
-            if let Some(id) = self.find_sorted(&self.dep_sorted, &self.dep_prefixes, key) {
+            if let Some(id) = self.dep_index.find(&self.names, key) {
                 out.source = Some(Source::ModuleName);
                 out.modules.push(id);
                 return Ok(());
@@ -507,15 +489,6 @@ impl Resolver {
     }
 }
 
-/// A name's first 16 bytes, zero-padded, as a big-endian number. Cutting and padding with the
-/// smallest byte keep order: if one name sorts before another, its number is not larger.
-fn name_prefix(name: &[u8]) -> u128 {
-    let mut bytes = [0u8; 16];
-    let n = name.len().min(16);
-    bytes[..n].copy_from_slice(&name[..n]);
-    u128::from_be_bytes(bytes)
-}
-
 fn sorted_by_name(names: &[String], mut ids: Vec<u32>) -> Vec<u32> {
     ids.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
     ids.dedup();
@@ -527,9 +500,9 @@ mod tests {
     use super::*;
 
     /// Names that agree in their first 16 bytes (`snd_soc_intel_so...`), one that is another's
-    /// prefix, and lookups that fall between, before and after them.
+    /// prefix, and lookups of names near them.
     #[test]
-    fn module_names_are_found_by_prefix_then_whole_name() {
+    fn module_names_are_found_whole() {
         let names = [
             "snd_soc_intel_sof_rt5682",
             "snd_soc_intel_sof_board_helpers",
@@ -546,7 +519,7 @@ mod tests {
         };
         r.dep_sorted = sorted_by_name(&r.names, (0..names.len() as u32).collect());
         r.derive();
-        let find = |name: &str| r.find_sorted(&r.dep_sorted, &r.dep_prefixes, name.as_bytes());
+        let find = |name: &str| r.dep_index.find(&r.names, name.as_bytes());
         for (id, name) in names.iter().enumerate() {
             assert_eq!(find(name), Some(id as u32), "{name}");
         }
