@@ -19,6 +19,7 @@ impl std::fmt::Display for AliasError {
 ///
 /// One deliberate difference: libkmod copies into a `PATH_MAX` buffer and silently cuts longer
 /// strings at 4,095 bytes; we keep the whole string so the answer is fnmatch's on the real input.
+#[inline(always)]
 pub fn normalize_alias(alias: &[u8], out: &mut Vec<u8>) -> Result<KeyShape, AliasError> {
     // Longer keys (`cpu:` feature lists run to hundreds of bytes) are faster with memchr's
     // wider scans, which stop at the first `:`.

@@ -220,7 +220,7 @@ impl LiteralTable {
 /// and the two words of a 16-byte piece are independent, so a 20-byte `platform:` key hashes
 /// in about two multiplies' latency, where a word-by-word chain took four. It needs no seed:
 /// the strings are the kernel's, not an attacker's, and a collision only costs a probe.
-#[inline]
+#[inline(always)]
 pub(crate) fn hash(key: &[u8]) -> u64 {
     const K: [u64; 4] = [
         0x243F_6A88_85A3_08D3,

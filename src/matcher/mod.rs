@@ -199,10 +199,12 @@ impl PatternSet {
         let mut complete: Vec<(&[u8], u32)> = literals.iter().map(|(s, v)| (&s[..], *v)).collect();
         let mut seen = std::collections::HashSet::new();
         let (mut scratch, mut others) = (Scratch::default(), Vec::new());
+        // The table is still empty: `find` asks only the automata.
+        debug_assert!(set.literals.is_empty());
         for (s, _) in &literals {
             if seen.insert(&s[..]) {
                 others.clear();
-                set.find_unlisted(s, &mut scratch, &mut others);
+                set.find(s, &mut scratch, &mut others);
                 others.sort_unstable();
                 others.dedup();
                 complete.extend(others.iter().map(|&v| (&s[..], v)));
@@ -231,25 +233,16 @@ impl PatternSet {
     }
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
+    ///
+    /// Inlined into the resolver with the literal probe and the start filter, so that a key
+    /// answered by those (most `platform:`, `i2c:`, `spi:` keys, hit or miss) makes no call.
+    #[inline(always)]
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
-        if !self.literals.find(key, out) {
-            self.find_unlisted(key, scratch, out);
+        if self.literals.find(key, out) {
+            return;
         }
-    }
-
-    /// [`PatternSet::find`] for a key the literal table does not hold.
-    fn find_unlisted(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         if key.starts_with(pci::PREFIX) {
-            if !self.pci.find(key, out) {
-                self.pci_automaton.search(key, scratch, out);
-                if self
-                    .pci_any_vendor_needs
-                    .as_ref()
-                    .is_none_or(|needs| needs.occurs_in(key))
-                {
-                    self.pci_any_vendor.search(key, scratch, out);
-                }
-            }
+            self.find_pci(key, scratch, out);
             if self.pci_only {
                 return;
             }
@@ -257,6 +250,28 @@ impl PatternSet {
         if self.automaton.may_match(key) {
             self.automaton.search(key, scratch, out);
         }
+        if !self.irregular.is_empty() {
+            self.find_irregular(key, out);
+        }
+    }
+
+    /// [`PatternSet::find`] for a `pci:v` key the literal table does not hold.
+    #[inline(never)]
+    fn find_pci(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
+        if !self.pci.find(key, out) {
+            self.pci_automaton.search(key, scratch, out);
+            if self
+                .pci_any_vendor_needs
+                .as_ref()
+                .is_none_or(|needs| needs.occurs_in(key))
+            {
+                self.pci_any_vendor.search(key, scratch, out);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn find_irregular(&self, key: &[u8], out: &mut Vec<u32>) {
         for (p, literal, value) in &self.irregular {
             let (prefix, rest) = p.split_at(*literal as usize);
             if key.starts_with(prefix) && libc_fnmatch(rest, &key[prefix.len()..]) {

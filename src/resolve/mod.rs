@@ -357,10 +357,10 @@ impl Resolver {
     }
 
     /// Resolves `input` into `out`. Fails only when the string cannot be normalised.
-    pub fn resolve_into(
+    pub fn resolve_into<C: ConfigLookup + ?Sized>(
         &self,
         input: &[u8],
-        config: &dyn ConfigLookup,
+        config: &C,
         scratch: &mut Scratch,
         out: &mut Resolution,
     ) -> Result<(), AliasError> {
@@ -368,10 +368,7 @@ impl Resolver {
         out.modules.clear();
         out.extra.clear();
         out.entries.clear();
-        let mut normalized = std::mem::take(&mut out.normalized);
-        let result = normalize_alias(input, &mut normalized);
-        out.normalized = normalized;
-        let shape = result?;
+        let shape = normalize_alias(input, &mut out.normalized)?;
         let key = &out.normalized[..];
 
         let from_config = config.aliases(key);
@@ -419,6 +416,14 @@ impl Resolver {
             }
         } else {
             self.patterns.find(key, scratch, &mut out.entries);
+            // Most keys that match at all match one pattern of modules.alias: no order to make.
+            if let [rank] = out.entries[..]
+                && rank < self.alias_entries
+            {
+                out.source = Some(Source::Alias);
+                out.modules.push(self.entries[rank as usize].module);
+                return Ok(());
+            }
             out.entries.sort_unstable();
             out.entries.dedup();
         }
