@@ -40,6 +40,12 @@ pub struct KeyShape {
     pub colon: bool,
     /// It has a `*`, `?` or `[`: a key that is itself a pattern.
     pub wildcard: bool,
+    /// The literal table's hash of the normalised key, when the vector pass made it from its
+    /// registers (keys of 8 to 64 bytes without brackets). Hashing the output instead read it
+    /// back right after the overlapping vector stores that wrote it: a load that spans two
+    /// stores cannot be forwarded from them and waits until they reach the cache, which cost a
+    /// `platform:` lookup about 6 ns of its 23 (profiling harness, alternately).
+    pub hash: Option<u64>,
 }
 
 /// [`normalize_alias`] on any target, with memchr: the reference for the vector version.
@@ -69,6 +75,7 @@ fn normalize_alias_bytewise(alias: &[u8], out: &mut Vec<u8>) -> Result<KeyShape,
     Ok(KeyShape {
         colon: memchr::memchr(b':', out).is_some(),
         wildcard: memchr::memchr3(b'*', b'?', b'[', out).is_some(),
+        hash: None,
     })
 }
 
@@ -79,16 +86,26 @@ fn normalize_alias_bytewise(alias: &[u8], out: &mut Vec<u8>) -> Result<KeyShape,
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use super::KeyShape;
+    use crate::matcher::literal::{hash_before, hash_finish, hash_last};
     use std::arch::x86_64::*;
 
-    /// None when the key has a `[` or `]`: those need the bracket rules of the byte-wise path.
+    /// None when the key has a `[` or `]` (those need the bracket rules of the byte-wise path)
+    /// or is over 64 bytes long.
     ///
     /// Every byte of `out` is written by a vector store straight into its spare capacity:
     /// zero-filling it first, or copying a short key through a padded buffer, were calls into
-    /// libc's memset and memcpy that cost more than the scan itself on a 20-byte key.
-    #[inline]
+    /// libc's memset and memcpy that cost more than the scan itself on a 20-byte key. The
+    /// literal table's hash is made from the same vectors (see [`KeyShape::hash`]).
+    ///
+    /// Always inlined: once the shape carried the hash, the compiler called this instead and
+    /// returned the shape through the stack, where the resolver read it back with one 16-byte
+    /// load over narrower stores, the same stall as above (7 ns a `platform:` lookup).
+    #[inline(always)]
     pub(super) fn normalize_without_brackets(alias: &[u8], out: &mut Vec<u8>) -> Option<KeyShape> {
         let n = alias.len();
+        if n > 64 {
+            return None;
+        }
         out.clear();
         out.reserve(n);
         let (src, dst) = (alias.as_ptr(), out.as_mut_ptr());
@@ -99,25 +116,42 @@ mod sse2 {
             (colon, wildcard) = (colon | c, wildcard | w);
             (!brackets).then_some(to)
         };
+        let mut hash = None;
         // SAFETY: every load reads 16 or 8 bytes inside `alias` and every store writes the
         // same range of `out`'s capacity, which is at least `n`; the last chunk overlaps the
         // one before it, so the overlap is written twice with the same bytes and the flags
         // only accumulate. `set_len` comes after every byte below `n` is written.
         unsafe {
+            let words = |v: __m128i| (low_word(v), low_word(_mm_unpackhi_epi64(v, v)));
             if n >= 16 {
-                let mut at = 0;
-                while at < n {
-                    let start = at.min(n - 16);
-                    let to = scan(_mm_loadu_si128(src.add(start).cast()))?;
-                    _mm_storeu_si128(dst.add(start).cast(), to);
+                // The first and the last 16 bytes, then any between (keys over 32 bytes),
+                // hashed in the order `hash` reads them.
+                let first = scan(_mm_loadu_si128(src.cast()))?;
+                let last = scan(_mm_loadu_si128(src.add(n - 16).cast()))?;
+                _mm_storeu_si128(dst.cast(), first);
+                let (lo, hi) = words(last);
+                let mut h = hash_last(lo, hi);
+                if n > 16 {
+                    let (lo, hi) = words(first);
+                    h = hash_before(h, lo, hi);
+                }
+                let mut at = 16;
+                while at + 16 < n {
+                    let middle = scan(_mm_loadu_si128(src.add(at).cast()))?;
+                    _mm_storeu_si128(dst.add(at).cast(), middle);
+                    let (lo, hi) = words(middle);
+                    h = hash_before(h, lo, hi);
                     at += 16;
                 }
+                _mm_storeu_si128(dst.add(n - 16).cast(), last);
+                hash = Some(hash_finish(h, n));
             } else if n >= 8 {
                 // The upper half of each load is zero, which is none of the bytes looked for.
-                for start in [0, n - 8] {
-                    let to = scan(_mm_loadl_epi64(src.add(start).cast()))?;
-                    _mm_storel_epi64(dst.add(start).cast(), to);
-                }
+                let first = scan(_mm_loadl_epi64(src.cast()))?;
+                let last = scan(_mm_loadl_epi64(src.add(n - 8).cast()))?;
+                _mm_storel_epi64(dst.cast(), first);
+                _mm_storel_epi64(dst.add(n - 8).cast(), last);
+                hash = Some(hash_finish(hash_last(low_word(first), low_word(last)), n));
             } else {
                 for i in 0..n {
                     let b = *src.add(i);
@@ -135,7 +169,15 @@ mod sse2 {
         Some(KeyShape {
             colon: colon != 0,
             wildcard: wildcard != 0,
+            hash,
         })
+    }
+
+    /// The low eight bytes of `v` as a little-endian word.
+    #[inline]
+    fn low_word(v: __m128i) -> u64 {
+        // SAFETY: SSE2 is always present on x86-64; a register move.
+        unsafe { _mm_cvtsi128_si64(v) as u64 }
     }
 
     /// `v` with every `-` made `_`, masks of `:` and of `*`/`?` in `v`, and whether it has a
@@ -216,9 +258,19 @@ mod tests {
                     .collect();
                 let a = normalize_alias(&key, &mut fast);
                 let b = normalize_alias_bytewise(&key, &mut slow);
-                assert_eq!(a, b, "{key:?}");
-                if a.is_ok() {
+                let without_hash =
+                    |r: Result<KeyShape, AliasError>| r.map(|s| KeyShape { hash: None, ..s });
+                assert_eq!(without_hash(a), without_hash(b), "{key:?}");
+                if let Ok(shape) = a {
                     assert_eq!(fast, slow, "{key:?}");
+                    if let Some(h) = shape.hash {
+                        assert_eq!(h, crate::matcher::literal::hash(&fast), "{key:?}");
+                    }
+                    let vector_pass = cfg!(target_arch = "x86_64")
+                        && (8..=64).contains(&len)
+                        && !key.contains(&b'[')
+                        && !key.contains(&b']');
+                    assert_eq!(shape.hash.is_some(), vector_pass, "{key:?}");
                 }
             }
         }

@@ -142,7 +142,11 @@ impl LiteralTable {
             ..LiteralTable::default()
         };
         for (i, slot) in table.slots.iter().enumerate() {
-            if slot[3] != EMPTY_MARK && table.probe(table.string(slot)) != Some(i) {
+            if slot[3] == EMPTY_MARK {
+                continue;
+            }
+            let string = table.string(slot);
+            if table.probe(string, hash(string)) != Some(i) {
                 return Err("literal pattern not found where it is stored");
             }
         }
@@ -159,10 +163,10 @@ impl LiteralTable {
         self.filter = filter;
     }
 
-    /// The slot of the string equal to `key`. Ends: the table is never full (checked).
+    /// The slot of the string equal to `key`, whose [`hash`] is `h`. Ends: the table is never
+    /// full (checked).
     #[inline]
-    fn probe(&self, key: &[u8]) -> Option<usize> {
-        let h = hash(key);
+    fn probe(&self, key: &[u8], h: u64) -> Option<usize> {
         let tag = (h >> 32) as u32;
         let mask = self.slots.len().checked_sub(1)?;
         let mut at = h as usize & mask;
@@ -193,14 +197,15 @@ impl LiteralTable {
     }
 
     /// Appends the values of the string equal to `key`, if there is one, and says whether
-    /// there was.
+    /// there was. `key_hash` is the key's [`hash`] when the caller has it already.
     #[inline]
-    pub fn find(&self, key: &[u8], out: &mut Vec<u32>) -> bool {
+    pub fn find(&self, key: &[u8], key_hash: Option<u64>, out: &mut Vec<u32>) -> bool {
         let (word, bit) = filter_bit(key);
         if self.filter[word] & bit == 0 {
             return false;
         }
-        let Some(at) = self.probe(key) else {
+        let h = key_hash.unwrap_or_else(|| hash(key));
+        let Some(at) = self.probe(key, h) else {
             return false;
         };
         let value = self.slots[at][3];
@@ -215,47 +220,72 @@ impl LiteralTable {
     }
 }
 
+const K: [u64; 4] = [
+    0x243F_6A88_85A3_08D3,
+    0x1319_8A2E_0370_7344,
+    0xA409_3822_299F_31D0,
+    0x082E_FA98_EC4E_6C89,
+];
+
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ (p >> 64) as u64
+}
+
 /// A folded-multiply hash (the full 128-bit product of two words, its halves xored), after
 /// foldhash and wyhash. Modalias keys are 10 to 100 bytes; each 16 bytes cost one multiply,
 /// and the two words of a 16-byte piece are independent, so a 20-byte `platform:` key hashes
 /// in about two multiplies' latency, where a word-by-word chain took four. It needs no seed:
 /// the strings are the kernel's, not an attacker's, and a collision only costs a probe.
+///
+/// A key of 8 bytes or more is hashed by 16-byte pieces: its last 16 bytes (two 8-byte words,
+/// overlapping when shorter) with [`hash_last`], then those at 0, 16, 32, ... that end before
+/// them with [`hash_before`], then [`hash_finish`]. These are the pieces that
+/// `names::normalize_alias` makes normal one vector at a time, so it gives the hash too,
+/// from its registers.
 #[inline(always)]
 pub(crate) fn hash(key: &[u8]) -> u64 {
-    const K: [u64; 4] = [
-        0x243F_6A88_85A3_08D3,
-        0x1319_8A2E_0370_7344,
-        0xA409_3822_299F_31D0,
-        0x082E_FA98_EC4E_6C89,
-    ];
-    #[inline]
-    fn fold(a: u64, b: u64) -> u64 {
-        let p = u128::from(a) * u128::from(b);
-        (p as u64) ^ (p >> 64) as u64
-    }
     let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().unwrap());
     let n = key.len();
     // Every byte is read at least once; overlapping reads are fine, the length is mixed in.
     let h = if n >= 16 {
-        let mut h = fold(word(n - 16) ^ K[0], word(n - 8) ^ K[1]);
+        let mut h = hash_last(word(n - 16), word(n - 8));
         let mut at = 0;
         while at + 16 < n {
-            h ^= fold(word(at) ^ K[2], word(at + 8) ^ K[3]);
-            h = h.rotate_left(23);
+            h = hash_before(h, word(at), word(at + 8));
             at += 16;
         }
         h
     } else if n >= 8 {
-        fold(word(0) ^ K[0], word(n - 8) ^ K[1])
+        hash_last(word(0), word(n - 8))
     } else if n >= 4 {
         let half = |at: usize| u64::from(u32::from_le_bytes(key[at..at + 4].try_into().unwrap()));
-        fold(half(0) ^ K[0], half(n - 4) ^ K[1])
+        hash_last(half(0), half(n - 4))
     } else if n > 0 {
         let b = u64::from(key[0]) | u64::from(key[n / 2]) << 8 | u64::from(key[n - 1]) << 16;
         fold(b ^ K[0], K[1])
     } else {
         K[0]
     };
+    hash_finish(h, n)
+}
+
+/// [`hash`]'s start: the key's last 16 bytes as two words.
+#[inline(always)]
+pub(crate) fn hash_last(lo: u64, hi: u64) -> u64 {
+    fold(lo ^ K[0], hi ^ K[1])
+}
+
+/// [`hash`]'s step for a piece before the last one.
+#[inline(always)]
+pub(crate) fn hash_before(h: u64, lo: u64, hi: u64) -> u64 {
+    (h ^ fold(lo ^ K[2], hi ^ K[3])).rotate_left(23)
+}
+
+/// [`hash`]'s end, for a key of `n` bytes.
+#[inline(always)]
+pub(crate) fn hash_finish(h: u64, n: usize) -> u64 {
     fold(h ^ n as u64, K[2])
 }
 
@@ -276,7 +306,7 @@ mod tests {
         assert_eq!(t.len(), 4);
         let find = |k: &[u8]| {
             let mut out = Vec::new();
-            t.find(k, &mut out);
+            t.find(k, None, &mut out);
             out
         };
         assert_eq!(find(b"platform:serial8250"), [3, 9]);
@@ -311,7 +341,7 @@ mod tests {
         let t = LiteralTable::build([(&b"ab"[..], 5), (&b"cd"[..], LIST | 3), (&b"ab"[..], 2)]);
         let find = |k: &[u8]| {
             let mut out = Vec::new();
-            t.find(k, &mut out);
+            t.find(k, None, &mut out);
             out
         };
         assert_eq!(find(b"ab"), [5, 2]);
@@ -333,7 +363,7 @@ mod tests {
         let (slots, values) = (t.slots.to_vec(), t.values.to_vec());
         let again = parts(slots.clone(), values.clone(), 2).unwrap();
         let mut out = Vec::new();
-        again.find(b"cd", &mut out);
+        again.find(b"cd", None, &mut out);
         assert_eq!(out, [1, 0]);
         assert_eq!(again.len(), 2);
 

@@ -238,7 +238,20 @@ impl PatternSet {
     /// answered by those (most `platform:`, `i2c:`, `spi:` keys, hit or miss) makes no call.
     #[inline(always)]
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
-        if self.literals.find(key, out) {
+        self.find_hashed(key, None, scratch, out);
+    }
+
+    /// [`PatternSet::find`] for a key whose literal-table hash the caller may have already
+    /// (normalising computes it).
+    #[inline(always)]
+    pub fn find_hashed(
+        &self,
+        key: &[u8],
+        key_hash: Option<u64>,
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+    ) {
+        if self.literals.find(key, key_hash, out) {
             return;
         }
         if key.starts_with(pci::PREFIX) {

@@ -317,7 +317,7 @@ impl Resolver {
         if !self.builtin_colon && shape.colon {
             return None;
         }
-        self.builtin_index.find(&self.names, key)
+        self.builtin_index.find(&self.names, key, shape.hash)
     }
 
     fn symbol_key(&self, s: &SymbolEntry) -> &[u8] {
@@ -380,7 +380,7 @@ impl Resolver {
             return Ok(());
         }
         if !shape.colon {
-            if let Some(id) = self.dep_index.find(&self.names, key) {
+            if let Some(id) = self.dep_index.find(&self.names, key, shape.hash) {
                 out.source = Some(Source::ModuleName);
                 out.modules.push(id);
                 return Ok(());
@@ -415,7 +415,8 @@ impl Resolver {
                 out.entries = builtin.search(key);
             }
         } else {
-            self.patterns.find(key, scratch, &mut out.entries);
+            self.patterns
+                .find_hashed(key, shape.hash, scratch, &mut out.entries);
             // Most keys that match at all match one pattern of modules.alias: no order to make.
             if let [rank] = out.entries[..]
                 && rank < self.alias_entries
@@ -524,7 +525,7 @@ mod tests {
         };
         r.dep_sorted = sorted_by_name(&r.names, (0..names.len() as u32).collect());
         r.derive();
-        let find = |name: &str| r.dep_index.find(&r.names, name.as_bytes());
+        let find = |name: &str| r.dep_index.find(&r.names, name.as_bytes(), None);
         for (id, name) in names.iter().enumerate() {
             assert_eq!(find(name), Some(id as u32), "{name}");
         }

@@ -33,11 +33,16 @@ impl NameIndex {
         NameIndex { slots }
     }
 
-    /// The id whose name is `name`.
+    /// The id whose name is `name`; `name_hash` is its [`hash`] if the caller has it.
     #[inline]
-    pub(crate) fn find(&self, names: &[String], name: &[u8]) -> Option<u32> {
+    pub(crate) fn find(
+        &self,
+        names: &[String],
+        name: &[u8],
+        name_hash: Option<u64>,
+    ) -> Option<u32> {
         let mask = self.slots.len().checked_sub(1)?;
-        let mut at = hash(name) as usize & mask;
+        let mut at = name_hash.unwrap_or_else(|| hash(name)) as usize & mask;
         loop {
             let id = self.slots[at];
             if id == EMPTY {
