@@ -1610,16 +1610,8 @@ mod tests {
         ];
         for _ in 0..20_000 {
             let n = 1 + rng.next() % 9;
-            let mut key = String::from("pci:v");
-            for _ in 0..n {
-                key.push_str(pieces[(rng.next() % pieces.len() as u64) as usize]);
-            }
-            let want: Vec<u32> = patterns
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| super::super::pattern::libc_fnmatch(p.as_bytes(), key.as_bytes()))
-                .map(|(i, _)| i as u32)
-                .collect();
+            let key = key_from(&mut rng, "pci:v", &pieces, n);
+            let want = fnmatch_all(&patterns, &key);
             let mut from_root = matches(&root, &key);
             from_root.dedup();
             let mut jumped = matches(&a, &key);
@@ -1629,11 +1621,33 @@ mod tests {
         }
     }
 
-    /// Edges of a damaged file that lead back to the root make paths meet: the jump table is
-    /// then left out instead of enumerating 2^depth paths.
-    #[test]
-    fn jumps_only_for_a_tree() {
-        let a = compile(&["ab*", "ba*"]);
+    /// `start` and then `n` pieces drawn from `pieces`.
+    fn key_from(
+        rng: &mut crate::test_rng::XorShift,
+        start: &str,
+        pieces: &[&str],
+        n: u64,
+    ) -> String {
+        let mut key = String::from(start);
+        for _ in 0..n {
+            key.push_str(pieces[(rng.next() % pieces.len() as u64) as usize]);
+        }
+        key
+    }
+
+    /// The indexes of the patterns that glibc's fnmatch says match `key`, in order.
+    fn fnmatch_all(patterns: &[&str], key: &str) -> Vec<u32> {
+        patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| super::super::pattern::libc_fnmatch(p.as_bytes(), key.as_bytes()))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// `a` as a damaged file could have it: each of the root's literal edges leads back to the
+    /// root, which validation (edge by edge) does not catch.
+    fn with_root_edges_to_root(a: &Automaton) -> Automaton {
         let root = a.view(0);
         let mut code = a.code.to_vec();
         for i in 0..root.lit_count() {
@@ -1641,6 +1655,15 @@ mod tests {
         }
         let mut looped = a.clone();
         looped.code = Stored::from_vec(code);
+        looped
+    }
+
+    /// Edges of a damaged file that lead back to the root make paths meet: the jump table is
+    /// then left out instead of enumerating 2^depth paths.
+    #[test]
+    fn jumps_only_for_a_tree() {
+        let a = compile(&["ab*", "ba*"]);
+        let mut looped = with_root_edges_to_root(&a);
         assert_eq!(
             looped.validate(2),
             Ok(a.node_count),
@@ -1742,16 +1765,8 @@ mod tests {
         let mut turned_away = 0;
         for _ in 0..50_000 {
             let n = rng.next() % 5;
-            let mut key = String::new();
-            for _ in 0..n {
-                key.push_str(pieces[(rng.next() % pieces.len() as u64) as usize]);
-            }
-            let want: Vec<u32> = patterns
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| super::super::pattern::libc_fnmatch(p.as_bytes(), key.as_bytes()))
-                .map(|(i, _)| i as u32)
-                .collect();
+            let key = key_from(&mut rng, "", &pieces, n);
+            let want = fnmatch_all(&patterns, &key);
             if !filter.may_match(key.as_bytes()) {
                 turned_away += 1;
                 assert_eq!(want, Vec::<u32>::new(), "{key}");
@@ -1782,14 +1797,7 @@ mod tests {
     /// As for jumps, a damaged file whose edges loop gets no filter.
     #[test]
     fn start_filter_only_for_a_tree() {
-        let a = compile(&["ab*", "ba*"]);
-        let root = a.view(0);
-        let mut code = a.code.to_vec();
-        for i in 0..root.lit_count() {
-            code[root.targets + i] = 0;
-        }
-        let mut looped = a.clone();
-        looped.code = Stored::from_vec(code);
+        let mut looped = with_root_edges_to_root(&compile(&["ab*", "ba*"]));
         looped.derive_starts();
         assert!(looped.starts.is_none());
     }
