@@ -601,36 +601,21 @@ impl Automaton {
             return;
         }
         let mut found = Vec::new();
-        let mut todo = vec![(0u32, Vec::new())];
-        let mut visits = 0;
-        while let Some((node, mut path)) = todo.pop() {
-            // A compiled automaton is a tree, so no node is visited twice. A damaged saved file
-            // that still validates can have edges that meet or loop, and then the paths could
-            // run to 256^depth: such an automaton gets no jumps.
-            visits += 1;
-            if visits > self.node_count as usize {
-                return;
-            }
-            let v = self.view(node);
+        let tree = self.walk_literal_paths(|node, v, path| {
             let start = path.len();
             let seg = self.segment(v);
             if start + seg.len() >= depth {
                 path.extend_from_slice(&seg[..depth - start]);
-                found.push((Jumps::words(&path, depth), node, start as u32));
-                continue;
+                found.push((Jumps::words(path, depth), node, start as u32));
+                return false;
             }
             if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES) != 0 {
-                continue;
+                return false;
             }
             path.extend_from_slice(seg);
-            let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
-            for (i, &b) in labels.iter().enumerate() {
-                let mut next = path.clone();
-                next.push(b);
-                todo.push((self.code[v.targets + i], next));
-            }
-        }
-        if found.is_empty() {
+            true
+        });
+        if !tree || found.is_empty() {
             return;
         }
         let mut jumps = Jumps {
@@ -647,6 +632,34 @@ impl Automaton {
         self.jumps = Some(jumps);
     }
 
+    /// Walks the paths of literal bytes down from the root, depth first. `visit` gets each node
+    /// with the path to it (the bytes before its segment), extends the path by whatever of
+    /// the node it takes, and says whether to go on to the node's literal children (each
+    /// then gets that path and its label). False when the walk was cut off: a compiled
+    /// automaton is a tree, so no node is visited twice, but a damaged saved file that still
+    /// validates can have edges that meet or loop, and its paths could run to 256^depth.
+    fn walk_literal_paths(&self, mut visit: impl FnMut(u32, View, &mut Vec<u8>) -> bool) -> bool {
+        let mut todo = vec![(0u32, Vec::new())];
+        let mut visits = 0;
+        while let Some((node, mut path)) = todo.pop() {
+            visits += 1;
+            if visits > self.node_count as usize {
+                return false;
+            }
+            let v = self.view(node);
+            if !visit(node, v, &mut path) {
+                continue;
+            }
+            let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
+            for (i, &b) in labels.iter().enumerate() {
+                let mut next = path.clone();
+                next.push(b);
+                todo.push((self.code[v.targets + i], next));
+            }
+        }
+        true
+    }
+
     /// Derives the [`StartFilter`] from the literal paths at the top of the trie: each path is
     /// followed until the filter has what it needs from it, or until a wildcard or an accepting
     /// node ends a start there.
@@ -656,32 +669,24 @@ impl Automaton {
             return;
         }
         let mut filter = StartFilter::default();
-        let mut todo = vec![(0u32, Vec::new())];
-        let mut visits = 0;
-        'nodes: while let Some((node, mut path)) = todo.pop() {
-            // As for jumps: a damaged file whose edges meet gets no filter, never a long walk.
-            visits += 1;
-            if visits > self.node_count as usize {
-                return;
+        let tree = self.walk_literal_paths(|_, v, path| {
+            // The label that led here, then the segment, a byte at a time.
+            if filter.note_prefix(path) {
+                return false;
             }
-            let v = self.view(node);
             for &b in self.segment(v) {
                 path.push(b);
-                if filter.note_prefix(&path) {
-                    continue 'nodes;
+                if filter.note_prefix(path) {
+                    return false;
                 }
             }
             if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES | HAS_ACCEPTS) != 0 {
-                filter.note_start(&path);
+                filter.note_start(path);
             }
-            let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
-            for (i, &b) in labels.iter().enumerate() {
-                let mut next = path.clone();
-                next.push(b);
-                if !filter.note_prefix(&next) {
-                    todo.push((self.code[v.targets + i], next));
-                }
-            }
+            true
+        });
+        if !tree {
+            return;
         }
         self.starts = Some(filter);
     }
