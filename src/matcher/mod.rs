@@ -233,9 +233,6 @@ impl PatternSet {
     }
 
     /// Appends the value of every matching pattern to `out` (unordered, possibly repeated).
-    ///
-    /// Inlined into the resolver with the literal probe and the start filter, so that a key
-    /// answered by those (most `platform:`, `i2c:`, `spi:` keys, hit or miss) makes no call.
     #[inline(always)]
     pub fn find(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         self.find_hashed(key, None, scratch, out);
@@ -243,6 +240,9 @@ impl PatternSet {
 
     /// [`PatternSet::find`] for a key whose literal-table hash the caller may have already
     /// (normalising computes it).
+    ///
+    /// Inlined into the resolver with the literal probe and the start filter, so that a key
+    /// answered by those (most `platform:`, `i2c:`, `spi:` keys, hit or miss) makes no call.
     #[inline(always)]
     pub fn find_hashed(
         &self,

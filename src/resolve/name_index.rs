@@ -2,8 +2,8 @@
 //!
 //! A key without a `:` is first looked up as a module name (libkmod's `modules.dep` step),
 //! then among the built-in modules. A binary search over six thousand names took thirteen
-//! steps whose direction no branch predictor can guess: about 50 ns, twice the cost of a whole
-//! MODALIAS lookup. One probe of an open-addressed table, with the literal table's hash, reads
+//! steps whose direction no branch predictor can guess: about 50 ns, when a whole `platform:`
+//! lookup took 25. One probe of an open-addressed table, with the literal table's hash, reads
 //! one slot and compares one name.
 
 use crate::matcher::literal::hash;
