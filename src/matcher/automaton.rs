@@ -63,62 +63,84 @@ pub struct Automaton {
     /// reach the automaton die within a few nodes of the root, and finding the first byte
     /// among the root's dozens of labels was a good part of such a walk. Derived, not saved.
     pub(crate) root_children: Option<Box<[u32; 256]>>,
-    /// Where the walk of a key's first few bytes ends, when no wildcard stands on the way (see
-    /// [`Jumps`]). Derived, not saved, and only for automata told their depth.
-    pub(crate) jumps: Option<Jumps>,
+    /// The depths of [`Automaton::jumps`], deepest first; none unless told.
+    pub(crate) jump_depths: Vec<usize>,
+    /// Where the walk of a key's first bytes ends (see [`Jumps`]), one table per depth: a key
+    /// tries each until one has its start. Derived, not saved, and only on the first search:
+    /// the PCI automaton's device paths take a quarter of a millisecond to find, which would
+    /// double what loading a saved index costs besides mapping it, and only keys not in the
+    /// kernel's PCI layout reach that automaton.
+    pub(crate) jumps: std::sync::OnceLock<Vec<Jumps>>,
     /// Which keys can reach a pattern at all (see [`StartFilter`]). Derived, not saved, and only
     /// for automata told to have one.
     pub(crate) starts: Option<StartFilter>,
 }
 
-/// For every path of literal bytes `depth` long from the root (8 to 16 bytes), the node whose
-/// segment holds the path's end and where that segment starts in the key. A key whose first
-/// `depth` bytes are such a path can start its walk there: no node before it has a star, a
-/// `?` or a class, so the walk from the root could only have come the same way, with nothing
-/// put on the stack. (A node that accepts on the way does not matter: it accepts only keys
-/// that end there, and these are longer.)
+/// For every path of literal bytes `depth` long from the root (8 to 24 bytes) with at most one
+/// wildcard node on the way, the node whose segment holds the path's end and where that
+/// segment starts in the key. A key whose first `depth` bytes are such a path can start its
+/// walk there: the walk from the root could only have come the same way, and what it would
+/// have done besides is the wildcard node's branching (its star, `?` and classes), which the
+/// jump does first. (A node that accepts on the way does not matter: it accepts only keys that
+/// end there, and these are longer.)
 ///
-/// Made for the PCI automaton, where every key starts `pci:v` and eight vendor digits and the
-/// walk down them took five nodes, one dependent load after another; Debian's 6.12 tree has
-/// 323 such paths. A key with another start walks from the root as before.
+/// Made for the PCI automaton, where every key starts `pci:v` and eight vendor digits, and
+/// most then `d`, eight device digits and `sv` that some pattern spells too: Debian's 6.12
+/// tree has some 320 vendor paths and 7,300 device paths. Walking down the device digits took
+/// a node per digit that tells devices apart, one dependent load after another, in 750 KiB of
+/// nodes. The wildcard on the way is a vendor's own star (`pci:v00008086d*sv*sd*bc01sc01i*`).
+/// A key whose device has no path tries the vendor's; one with another start walks from the
+/// root as before.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Jumps {
     depth: usize,
-    /// Open addressing, a power of two long and at most half full: a path's bytes (the first
-    /// eight, then the last eight, overlapping when shorter than 16) and (node, position);
-    /// `NONE` as the node marks an empty slot.
-    slots: Box<[(u64, u64, u32, u32)]>,
+    /// Open addressing, a power of two long and at most half full; `NONE` as the node marks
+    /// an empty slot.
+    slots: Box<[Jump]>,
+}
+
+/// A path's bytes (three words, see [`Jumps::words`]) and where its walk goes on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Jump {
+    words: [u64; 3],
+    node: u32,
+    pos: u32,
+    /// The wildcard node on the way and the position after its segment, or `NONE`.
+    wild: u32,
+    wild_pos: u32,
 }
 
 impl Jumps {
-    /// A path's two words: the first eight bytes and the last eight of `depth`.
+    /// A path's words: its first eight bytes, eight from the middle and its last eight,
+    /// overlapping when it is shorter than 24.
     #[inline]
-    fn words(key: &[u8], depth: usize) -> (u64, u64) {
+    fn words(key: &[u8], depth: usize) -> [u64; 3] {
         let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().unwrap());
-        (word(0), word(depth - 8))
+        [word(0), word(8.min(depth - 8)), word(depth - 8)]
     }
 
     #[inline]
-    fn slot(&self, words: (u64, u64)) -> usize {
-        let h = (words.0 ^ words.1.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    fn slot(&self, w: [u64; 3]) -> usize {
+        let h = (w[0] ^ w[1].rotate_left(21) ^ w[2].rotate_left(42))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (h >> 32) as usize & (self.slots.len() - 1)
     }
 
     /// Where a walk of `key` may start instead of the root.
     #[inline]
-    fn find(&self, key: &[u8]) -> Option<(u32, u32)> {
+    fn find(&self, key: &[u8]) -> Option<&Jump> {
         if key.len() < self.depth {
             return None;
         }
         let words = Jumps::words(key, self.depth);
         let mut at = self.slot(words);
         loop {
-            let &(a, b, node, pos) = &self.slots[at];
-            if node == NONE {
+            let jump = &self.slots[at];
+            if jump.node == NONE {
                 return None;
             }
-            if (a, b) == words {
-                return Some((node, pos));
+            if jump.words == words {
+                return Some(jump);
             }
             at = (at + 1) & (self.slots.len() - 1);
         }
@@ -592,69 +614,109 @@ impl Automaton {
         self.root_children = Some(table);
     }
 
-    /// Derives [`Jumps`] for keys' first `depth` bytes (8 to 16); none when no path of literal
-    /// bytes is that long.
-    pub(crate) fn derive_jumps(&mut self, depth: usize) {
-        assert!((8..=16).contains(&depth), "jump depth {depth}");
-        self.jumps = None;
+    /// Has [`Jumps`] made for keys' first bytes, one table per depth (8 to 24), deepest first,
+    /// when first needed; none for a depth no path reaches.
+    pub(crate) fn derive_jumps(&mut self, depths: &[usize]) {
+        assert!(depths.iter().all(|d| (8..=24).contains(d)), "{depths:?}");
+        self.jump_depths = depths.to_vec();
+        self.jumps = Default::default();
+    }
+
+    #[inline]
+    pub(crate) fn jumps(&self) -> &[Jumps] {
+        self.jumps.get_or_init(|| {
+            self.jump_depths
+                .iter()
+                .filter_map(|&d| self.jumps_at(d))
+                .collect()
+        })
+    }
+
+    fn jumps_at(&self, depth: usize) -> Option<Jumps> {
         if self.code.is_empty() {
-            return;
+            return None;
         }
         let mut found = Vec::new();
-        let tree = self.walk_literal_paths(|node, v, path| {
+        let tree = self.walk_literal_paths((NONE, 0), |node, v, path, wild| {
             let start = path.len();
             let seg = self.segment(v);
             if start + seg.len() >= depth {
                 path.extend_from_slice(&seg[..depth - start]);
-                found.push((Jumps::words(path, depth), node, start as u32));
-                return false;
-            }
-            if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES) != 0 {
+                found.push(Jump {
+                    words: Jumps::words(path, depth),
+                    node,
+                    pos: start as u32,
+                    wild: wild.0,
+                    wild_pos: wild.1,
+                });
                 return false;
             }
             path.extend_from_slice(seg);
+            if v.header & (HAS_STAR | HAS_ANY | HAS_CLASSES) != 0 {
+                if wild.0 != NONE {
+                    // A second wildcard: keys here start from a shallower jump, or the root.
+                    return false;
+                }
+                *wild = (node, path.len() as u32);
+            }
             true
         });
         if !tree || found.is_empty() {
-            return;
+            return None;
         }
+        let empty = Jump {
+            words: [0; 3],
+            node: NONE,
+            pos: 0,
+            wild: NONE,
+            wild_pos: 0,
+        };
         let mut jumps = Jumps {
             depth,
-            slots: vec![(0, 0, NONE, 0); (found.len() * 2).next_power_of_two()].into(),
+            slots: vec![empty; (found.len() * 2).next_power_of_two()].into(),
         };
-        for (words, node, pos) in found {
-            let mut at = jumps.slot(words);
-            while jumps.slots[at].2 != NONE {
+        for jump in found {
+            let mut at = jumps.slot(jump.words);
+            while jumps.slots[at].node != NONE {
                 at = (at + 1) & (jumps.slots.len() - 1);
             }
-            jumps.slots[at] = (words.0, words.1, node, pos);
+            jumps.slots[at] = jump;
         }
-        self.jumps = Some(jumps);
+        Some(jumps)
     }
 
     /// Walks the paths of literal bytes down from the root, depth first. `visit` gets each node
-    /// with the path to it (the bytes before its segment), extends the path by whatever of
-    /// the node it takes, and says whether to go on to the node's literal children (each
-    /// then gets that path and its label). False when the walk was cut off: a compiled
-    /// automaton is a tree, so no node is visited twice, but a damaged saved file that still
-    /// validates can have edges that meet or loop, and its paths could run to 256^depth.
-    fn walk_literal_paths(&self, mut visit: impl FnMut(u32, View, &mut Vec<u8>) -> bool) -> bool {
-        let mut todo = vec![(0u32, Vec::new())];
+    /// with the path to it (the bytes before its segment) and the path's state, extends the
+    /// path by whatever of the node it takes, updates the state, and says whether to go on to
+    /// the node's literal children (each then gets that path, its label and the state). False
+    /// when the walk was cut off: a compiled automaton is a tree, so no node is visited twice,
+    /// but a damaged saved file that still validates can have edges that meet or loop, and its
+    /// paths could run to 256^depth.
+    fn walk_literal_paths<T: Copy>(
+        &self,
+        state: T,
+        mut visit: impl FnMut(u32, View, &mut Vec<u8>, &mut T) -> bool,
+    ) -> bool {
+        // One path buffer for the whole walk: an entry holds how long the path to its parent
+        // was. Depth first, everything pushed after an entry is done before it, and those
+        // entries' paths are all longer, so the parent's bytes are still in place.
+        let mut path = Vec::new();
+        let mut todo = vec![(0u32, 0usize, None, state)];
         let mut visits = 0;
-        while let Some((node, mut path)) = todo.pop() {
+        while let Some((node, len, label, mut state)) = todo.pop() {
             visits += 1;
             if visits > self.node_count as usize {
                 return false;
             }
+            path.truncate(len);
+            path.extend(label);
             let v = self.view(node);
-            if !visit(node, v, &mut path) {
+            if !visit(node, v, &mut path, &mut state) {
                 continue;
             }
             let labels = &self.bytes()[v.labels * 4..][..v.lit_count()];
             for (i, &b) in labels.iter().enumerate() {
-                let mut next = path.clone();
-                next.push(b);
-                todo.push((self.code[v.targets + i], next));
+                todo.push((self.code[v.targets + i], path.len(), Some(b), state));
             }
         }
         true
@@ -669,7 +731,7 @@ impl Automaton {
             return;
         }
         let mut filter = StartFilter::default();
-        let tree = self.walk_literal_paths(|_, v, path| {
+        let tree = self.walk_literal_paths((), |_, v, path, _| {
             // The label that led here, then the segment, a byte at a time.
             if filter.note_prefix(path) {
                 return false;
@@ -900,10 +962,9 @@ impl Automaton {
                 .root_children
                 .as_ref()
                 .map_or(0, |t| std::mem::size_of_val(&**t))
-            + self
-                .jumps
-                .as_ref()
-                .map_or(0, |j| std::mem::size_of_val(&*j.slots))
+            + self.jumps.get().map_or(0, |j| {
+                j.iter().map(|j| std::mem::size_of_val(&*j.slots)).sum()
+            })
             + self.starts.as_ref().map_or(0, StartFilter::heap_bytes)
             + self.classes.len() * 32
             + self
@@ -967,7 +1028,11 @@ impl Automaton {
         // A key that starts with a jump's path starts where that path ends. Otherwise the root,
         // with its empty segment, branches at position 0. `branch` returns the literal child to
         // follow next, so the main path never touches the stack.
-        let jump = self.jumps.as_ref().and_then(|j| j.find(key));
+        let jump = if self.jump_depths.is_empty() {
+            None
+        } else {
+            self.jump(key, scratch, out)
+        };
         let mut next = match (jump, &self.root_children) {
             (Some(start), _) => Some(start),
             (None, Some(table)) => match key.first().map(|&b| table[b as usize]) {
@@ -1003,6 +1068,25 @@ impl Automaton {
             }
             next = self.branch(v, pos, key, scratch, out);
         }
+    }
+
+    /// Where the walk of `key` may start instead of the root, with the branching of the
+    /// wildcard node on the way done (see [`Jumps`]). Out of line: only the PCI automaton has
+    /// jumps, and the other automata's walks need not carry this code.
+    #[inline(never)]
+    fn jump(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) -> Option<(u32, u32)> {
+        let jump = self.jumps().iter().find_map(|j| j.find(key))?;
+        if jump.wild != NONE {
+            // Its literal child is the path, which the jump skips.
+            let _ = self.branch(
+                self.view(jump.wild),
+                jump.wild_pos as usize,
+                key,
+                scratch,
+                out,
+            );
+        }
+        Some((jump.node, jump.pos))
     }
 
     /// Everything that can happen at node `v` once its segment has matched and `pos` bytes of
@@ -1571,7 +1655,7 @@ mod tests {
     }
 
     /// A walk that starts at its jump finds what the walk from the root finds, and only paths
-    /// with no wildcard before the depth get a jump.
+    /// with at most one wildcard node before the depth get a jump.
     #[test]
     fn jumps_start_walks_where_the_root_would_have_come() {
         let patterns = [
@@ -1589,21 +1673,35 @@ mod tests {
             "pci:v0",
         ];
         let mut a = compile(&patterns);
-        a.derive_jumps(13);
-        let jumps = a.jumps.clone().expect("literal vendors");
-        // The vendors behind `?`, `*` or a class branch off before the depth: no jump. Those
-        // that end a pattern before it (`pci:v00008086`, `pci:v0`) still have one.
-        assert!(jumps.find(b"pci:v00008086d").is_some());
-        assert!(jumps.find(b"pci:v000010ECd").is_none());
-        assert!(jumps.find(b"pci:v00001AF4d").is_none());
-        assert!(jumps.find(b"pci:v00002AF4d").is_none());
-        assert!(jumps.find(b"pci:v00003333d").is_none(), "a star on the way");
+        a.derive_jumps(&[24, 13]);
+        let [devices, vendors] = a.jumps() else {
+            panic!("two depths")
+        };
+        let wild = |j: Option<&Jump>| j.map(|j| j.wild != NONE);
+        // Paths that end a pattern before the depth (`pci:v00008086`, `pci:v0`) have a jump;
+        // those behind `?`, `*` or a class keep it with that node to branch at.
+        assert_eq!(wild(vendors.find(b"pci:v00008086d")), Some(false));
+        assert_eq!(wild(vendors.find(b"pci:v000010ECd")), Some(true), "?");
+        assert_eq!(wild(vendors.find(b"pci:v00001AF4d")), Some(true), "class");
+        assert_eq!(wild(vendors.find(b"pci:v00003333d")), Some(true), "star");
+        assert_eq!(wild(vendors.find(b"pci:v00002AF4d")), None, "no such path");
         assert!(
-            jumps.find(b"pci:v0000808").is_none(),
+            vendors.find(b"pci:v0000808").is_none(),
             "shorter than the depth"
         );
+        let vendor_star = devices.find(b"pci:v00008086d000010D3sv").unwrap();
+        assert_eq!(
+            vendor_star.wild_pos, 14,
+            "the vendor's star follows its `d`"
+        );
+        assert_eq!(wild(devices.find(b"pci:v000010ECd00008168sv")), Some(true));
+        assert_eq!(
+            wild(devices.find(b"pci:v00001AF4d00001000sv")),
+            None,
+            "a class and a star on the way"
+        );
         let mut root = a.clone();
-        root.jumps = None;
+        root.derive_jumps(&[]);
         assert!(
             a.heap_bytes() > root.heap_bytes(),
             "the table counts as held memory"
@@ -1611,11 +1709,24 @@ mod tests {
         let mut rng = crate::test_rng::XorShift(0x5DEE_CE66_D1CE_4E5B);
         let pieces = [
             "pci:v", "00008086", "000010EC", "00001AF4", "00001AF5", "00002AF4", "00003333", "d",
-            "000010D3", "00001000", "00001234", "sv", "sd", "bc02", "sc00", "i", "00", "Z",
+            "000010D3", "00001000", "00001234", "00008168", "sv", "sd", "bc02", "sc00", "i", "00",
+            "Z",
         ];
-        for _ in 0..20_000 {
-            let n = 1 + rng.next() % 9;
-            let key = key_from(&mut rng, "pci:v", &pieces, n);
+        // Keys start on the paths, and beside them, so that every jump is taken.
+        let starts = [
+            "pci:v",
+            "pci:v00008086d",
+            "pci:v000010ECd",
+            "pci:v00001AF4d",
+            "pci:v00003333d",
+            "pci:v00008086d000010D3sv",
+            "pci:v000010ECd00008168sv",
+            "pci:v00001AF4d00001000sv",
+        ];
+        for _ in 0..40_000 {
+            let n = rng.next() % 9;
+            let start = starts[(rng.next() % starts.len() as u64) as usize];
+            let key = key_from(&mut rng, start, &pieces, n);
             let want = fnmatch_all(&patterns, &key);
             let mut from_root = matches(&root, &key);
             from_root.dedup();
@@ -1674,11 +1785,11 @@ mod tests {
             Ok(a.node_count),
             "the loop is not caught there"
         );
-        looped.derive_jumps(8);
-        assert!(looped.jumps.is_none());
+        looped.derive_jumps(&[8]);
+        assert!(looped.jumps().is_empty());
         let mut tree = a.clone();
-        tree.derive_jumps(8);
-        assert!(tree.jumps.is_none(), "no literal path is 8 bytes long");
+        tree.derive_jumps(&[8]);
+        assert!(tree.jumps().is_empty(), "no literal path is 8 bytes long");
     }
 
     /// The start filter turns a key away only when no pattern matches it, and does turn away

@@ -228,7 +228,7 @@ impl PatternSet {
         ] {
             a.derive();
         }
-        self.pci_automaton.derive_jumps(pci::JUMP_DEPTH);
+        self.pci_automaton.derive_jumps(&pci::JUMP_DEPTHS);
         self.automaton.derive_starts();
     }
 

@@ -37,9 +37,10 @@ const LAYOUT: [(&[u8], usize); 7] = [
 const KEY_LEN: usize = 53;
 /// Every pattern the index holds starts with this; other keys need not look at it at all.
 pub(crate) const PREFIX: &[u8] = b"pci:v";
-/// `pci:v` and the eight vendor digits: how deep a key's walk of the PCI automaton may start
-/// (see `automaton::Jumps`).
-pub(crate) const JUMP_DEPTH: usize = PREFIX.len() + 8;
+/// How deep a key's walk of the PCI automaton may start (see `automaton::Jumps`): after
+/// `pci:v`, the eight vendor digits, `d`, the eight device digits and `sv`; else after the
+/// vendor digits.
+pub(crate) const JUMP_DEPTHS: [usize; 2] = [PREFIX.len() + 8 + 1 + 8 + 2, PREFIX.len() + 8];
 
 /// Vendor, device, subvendor, subdevice, and class, subclass and interface in one word.
 type Fields = [u32; 5];
