@@ -42,14 +42,16 @@ pub struct PatternSet {
     /// vendor here, ...
     pub(crate) pci_automaton: Automaton,
     /// ... and those with a wildcard for the vendor (`pci:v*d*sv*sd*bc0Csc03i30*`, the class
-    /// patterns) here, searched only when the key holds one of `pci_any_vendor_needs`.
-    pub(crate) pci_any_vendor: Automaton,
-    /// For each of `pci_any_vendor`'s patterns, a string every key it matches contains (four
-    /// bytes of a literal run after `pci:v`, see [`needed_strings`]); None when some pattern
-    /// has none. Every PCI key that
-    /// is not in the kernel's layout used to walk the class patterns' `*d*sv*sd*` stars, about a
-    /// third of its lookup, though almost none holds a class tail such as `bc0Csc03i30`.
-    pub(crate) pci_any_vendor_needs: Option<NeedleSet>,
+    /// patterns) or for every device of one (`pci:v00008086d*sv*sd*bc01sc01i*`) here, searched
+    /// only when the key holds one of `pci_wide_needs`.
+    pub(crate) pci_wide: Automaton,
+    /// For each of `pci_wide`'s patterns, a string every key it matches contains (four bytes
+    /// of a literal run after its first star, see [`needed_strings`]); None when some pattern
+    /// has none. Every PCI key that is not in the kernel's layout used to walk the class
+    /// patterns' `*d*sv*sd*` stars, about a third of its lookup, though almost none holds a
+    /// class tail such as `bc0Csc03i30`; a third of them (Intel's) also walked their vendor's
+    /// `d*sv*sd*` stars, which cost as much as the rest of their lookup.
+    pub(crate) pci_wide_needs: Option<NeedleSet>,
     /// No pattern outside those three and `literals` can match a key that starts with `pci:v`, so
     /// such a key need not walk `automaton` at all.
     pub(crate) pci_only: bool,
@@ -81,22 +83,30 @@ fn literal_string(tokens: &[pattern::Token]) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// For each pattern, a string that every key it matches contains: four bytes of its longest
-/// run of literal tokens from token `skip` on (fnmatch matches a run of literals with as many
-/// consecutive bytes, so any part of it will do). Of the run's four-byte windows the one with
-/// the most distinct bytes is taken: a window like `d000` is in every PCI key and would let
-/// every key through, and strings of one length are searched together in one pass (see
-/// [`needles`]).
-/// None when some pattern has no such run.
-fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)], skip: usize) -> Option<NeedleSet> {
+/// A pattern's longest run of literal tokens after its first star (the class tail
+/// `bc0Csc03i30` of `pci:v*d*sv*sd*bc0Csc03i30*`): fnmatch matches it with as many consecutive
+/// bytes, so every key the pattern matches contains it. Empty when there is none.
+fn run_after_first_star(tokens: &[pattern::Token]) -> &[pattern::Token] {
+    let after = match tokens.iter().position(|t| *t == pattern::Token::Star) {
+        Some(star) => &tokens[star + 1..],
+        None => &[],
+    };
+    after
+        .split(|t| !matches!(t, pattern::Token::Literal(_)))
+        .max_by_key(|run| run.len())
+        .unwrap_or(&[])
+}
+
+/// For each pattern, a string that every key it matches contains: four bytes of
+/// [`run_after_first_star`] (any part of it will do). Of the run's four-byte windows the one
+/// with the most distinct bytes is taken: a window like `d000` is in every PCI key and would
+/// let every key through, and strings of one length are searched together in one pass (see
+/// [`needles`]). None when some pattern has no such run.
+fn needed_strings(patterns: &[(Vec<pattern::Token>, u32)]) -> Option<NeedleSet> {
     let mut strings: Vec<Vec<u8>> = patterns
         .iter()
         .map(|(tokens, _)| {
-            tokens
-                .get(skip..)
-                .unwrap_or(&[])
-                .split(|t| !matches!(t, pattern::Token::Literal(_)))
-                .max_by_key(|run| run.len())
+            Some(run_after_first_star(tokens))
                 .filter(|run| !run.is_empty())
                 .map(|run| {
                     let run = literal_string(run).expect("a run of literals");
@@ -147,7 +157,7 @@ impl PatternSet {
         let mut literals = Vec::new();
         let mut irregular = Vec::new();
         let (mut pci_fields, mut pci_regular) = (Vec::new(), Vec::new());
-        let mut pci_any_vendor = Vec::new();
+        let mut pci_wide = Vec::new();
         let mut pci_only = true;
         for (p, value) in patterns {
             let layout_fields = pci::FieldPattern::parse(p, value);
@@ -165,10 +175,18 @@ impl PatternSet {
                     if let Some(fields) = layout_fields {
                         // The PCI layout has no backslash, so both syntaxes read it alike.
                         pci_fields.push(fields);
-                        if matches!(t.get(pci::PREFIX.len()), Some(pattern::Token::Literal(_))) {
-                            pci_regular.push((t, value));
+                        let any_vendor =
+                            !matches!(t.get(pci::PREFIX.len()), Some(pattern::Token::Literal(_)));
+                        // A whole vendor's every device, and a string to tell the keys it
+                        // may match: with the vendor's digits, `d` and a star, it would make
+                        // every key of the vendor expand that star.
+                        let every_device = fields.mask[0] == u32::MAX
+                            && fields.mask[1] == 0
+                            && run_after_first_star(&t).len() >= 4;
+                        if any_vendor || every_device {
+                            pci_wide.push((t, value));
                         } else {
-                            pci_any_vendor.push((t, value));
+                            pci_regular.push((t, value));
                         }
                     } else if let Some(s) = literal_string(&t) {
                         literals.push((s, value));
@@ -188,8 +206,8 @@ impl PatternSet {
             automaton: Automaton::build(&regular),
             pci: PciIndex::build(pci_fields),
             pci_automaton: Automaton::build(&pci_regular),
-            pci_any_vendor_needs: needed_strings(&pci_any_vendor, pci::PREFIX.len()),
-            pci_any_vendor: Automaton::build(&pci_any_vendor),
+            pci_wide_needs: needed_strings(&pci_wide),
+            pci_wide: Automaton::build(&pci_wide),
             pci_only,
             irregular,
         };
@@ -224,7 +242,7 @@ impl PatternSet {
         for a in [
             &mut self.automaton,
             &mut self.pci_automaton,
-            &mut self.pci_any_vendor,
+            &mut self.pci_wide,
         ] {
             a.derive();
         }
@@ -274,11 +292,11 @@ impl PatternSet {
         if !self.pci.find(key, out) {
             self.pci_automaton.search(key, scratch, out);
             if self
-                .pci_any_vendor_needs
+                .pci_wide_needs
                 .as_ref()
                 .is_none_or(|needs| needs.occurs_in(key))
             {
-                self.pci_any_vendor.search(key, scratch, out);
+                self.pci_wide.search(key, scratch, out);
             }
         }
     }
@@ -310,27 +328,37 @@ impl PatternSet {
 mod tests {
     use super::*;
 
-    /// PCI patterns with a wildcard for the vendor are searched only for keys that hold the
-    /// string each needs, and answer as fnmatch does either way.
+    /// PCI patterns with a wildcard for the vendor, or for every device of one, are searched
+    /// only for keys that hold the string each needs, and answer as fnmatch does either way.
     #[test]
-    fn any_vendor_pci_patterns_behind_their_needed_strings() {
-        let patterns: [(&[u8], u32); 4] = [
+    fn wide_pci_patterns_behind_their_needed_strings() {
+        let patterns: [(&[u8], u32); 6] = [
             (b"pci:v*d*sv*sd*bc0Csc03i30*", 1),
             (b"pci:v*d00008139sv000013D1sd0000AB06bc*sc*i*", 2),
             (b"pci:v00008086d*sv*sd*bc*sc*i*", 3),
             (b"pci:v*d*sv*sd*bc01sc01i*", 4),
+            (b"pci:v00008086d*sv*sd*bc04sc03i00*", 5),
+            (b"pci:v00008086d00001234sv*sd*bc*sc*i*", 6),
         ];
         let set = PatternSet::build(patterns);
         let needs = set
-            .pci_any_vendor_needs
+            .pci_wide_needs
             .as_ref()
             .expect("every pattern has a run");
         assert!(needs.strings().iter().all(|s| s.len() == 4), "{needs:?}");
-        let keys: [&[u8]; 6] = [
+        // Pattern 3 has no run to need, and 6 names its device: they stay with the vendor's.
+        let mut wide = Vec::new();
+        let key = b"pci:v00008086dsvsdbc04sc03i00";
+        set.pci_wide.search(key, &mut Scratch::default(), &mut wide);
+        assert_eq!(wide, [5]);
+        let keys: [&[u8]; 9] = [
             b"pci:v00001033d00000194svsdbc0Csc03i30",
             b"pci:vXd00008139sv000013D1sd0000AB06bcQsci",
             b"pci:v00008086dsvsdbc0Csc03i3",
             b"pci:v00008086d1sv2sd3bc01sc01i",
+            b"pci:v00008086d00001234sv2sd3bc04sc03i00",
+            b"pci:v00008086d00001234svsdbc04sc03i0",
+            b"pci:v00008086dsvsdbc04sc03i00",
             b"pci:vdsvsdbc01sc01",
             b"pci:v",
         ];
@@ -346,14 +374,15 @@ mod tests {
                 .collect();
             assert_eq!(found, want, "{}", String::from_utf8_lossy(key));
         }
-        // A pattern with no literal after `pci:v` could match any key: no needed strings.
+        // A pattern with no literal after its first star could match any key that starts like
+        // it: no needed strings.
         let tokens = |p: &[u8]| match pattern::parse(p) {
             pattern::Parsed::Tokens(t) => (t, 0),
             pattern::Parsed::Irregular => unreachable!(),
         };
         let open = [tokens(b"pci:v*d*"), tokens(b"pci:v*?")];
-        assert!(needed_strings(&open, 5).is_none());
-        let short = needed_strings(&[tokens(b"pci:v*d*"), tokens(b"pci:v*ab?cdefg")], 5);
+        assert!(needed_strings(&open).is_none());
+        let short = needed_strings(&[tokens(b"pci:v*d*"), tokens(b"pci:v*ab?cdefg")]);
         assert_eq!(short.unwrap().strings(), [&b"d"[..], b"defg"]);
     }
 

@@ -207,8 +207,8 @@ pub fn to_bytes(resolver: &Resolver, stamps: &[SourceStamp]) -> Vec<u8> {
     w.in_place(&set.literals.values);
     write_automaton(&mut w, &set.automaton);
     write_automaton(&mut w, &set.pci_automaton);
-    write_automaton(&mut w, &set.pci_any_vendor);
-    match &set.pci_any_vendor_needs {
+    write_automaton(&mut w, &set.pci_wide);
+    match &set.pci_wide_needs {
         None => w.u32(0),
         Some(needs) => {
             w.u32(1);
@@ -325,8 +325,8 @@ fn read(
         LiteralTable::from_parts(slots, bytes, values, entries).map_err(|what| r.corrupt(what))?;
     let automaton = read_automaton(&mut r, map)?;
     let pci_automaton = read_automaton(&mut r, map)?;
-    let pci_any_vendor = read_automaton(&mut r, map)?;
-    let pci_any_vendor_needs = match r.u32()? {
+    let pci_wide = read_automaton(&mut r, map)?;
+    let pci_wide_needs = match r.u32()? {
         0 => None,
         1 => {
             let mut strings = Vec::new();
@@ -370,8 +370,8 @@ fn read(
         automaton,
         pci,
         pci_automaton,
-        pci_any_vendor,
-        pci_any_vendor_needs,
+        pci_wide,
+        pci_wide_needs,
         pci_only,
         irregular,
     };
@@ -414,7 +414,7 @@ fn validate(r: &Resolver) -> std::result::Result<(), String> {
     for a in [
         &r.patterns.automaton,
         &r.patterns.pci_automaton,
-        &r.patterns.pci_any_vendor,
+        &r.patterns.pci_wide,
     ] {
         match a.validate(entries) {
             Ok(n) if n == a.node_count => {}
@@ -553,10 +553,7 @@ mod tests {
                 &built.patterns.pci_automaton,
                 &loaded.patterns.pci_automaton,
             ),
-            (
-                &built.patterns.pci_any_vendor,
-                &loaded.patterns.pci_any_vendor,
-            ),
+            (&built.patterns.pci_wide, &loaded.patterns.pci_wide),
         ] {
             assert!(b.root_children.is_some());
             assert_eq!(l.root_children, b.root_children);
@@ -567,7 +564,7 @@ mod tests {
         assert!(loaded.patterns.automaton.starts.is_some());
         let needs = |r: &Resolver| {
             r.patterns
-                .pci_any_vendor_needs
+                .pci_wide_needs
                 .as_ref()
                 .unwrap()
                 .strings()
