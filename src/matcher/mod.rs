@@ -177,9 +177,10 @@ impl PatternSet {
                         pci_fields.push(fields);
                         let any_vendor =
                             !matches!(t.get(pci::PREFIX.len()), Some(pattern::Token::Literal(_)));
-                        // A whole vendor's every device, and a string to tell the keys it
-                        // may match: with the vendor's digits, `d` and a star, it would make
-                        // every key of the vendor expand that star.
+                        // A pattern for every device of a vendor (`pci:v00008086d*...`) with a
+                        // string of four bytes to need: among the vendor's patterns its star
+                        // would be expanded for every key of that vendor; behind the needed
+                        // strings, for almost none.
                         let every_device = fields.mask[0] == u32::MAX
                             && fields.mask[1] == 0
                             && run_after_first_star(&t).len() >= 4;
@@ -233,8 +234,9 @@ impl PatternSet {
     }
 
     /// Computes the tables derived from the compiled automata: each one's first-byte table, the
-    /// PCI automaton's jumps and the general automaton's start filter (the PCI automata have
-    /// none: every key they see starts `pci:v`, which would pass it). One place for a built set
+    /// PCI automaton's jumps (told their depths here, made on its first search) and the general
+    /// automaton's start filter (the PCI automata have none: every key they see starts `pci:v`,
+    /// which would pass it). One place for a built set
     /// and a loaded one (whose node offsets are only trusted after validation). For a built set
     /// the first-byte tables, already made by `Automaton::build`, are made again: three
     /// 256-entry tables, microseconds.
