@@ -1010,8 +1010,6 @@ impl Automaton {
         &self.bytes()[v.seg * 4..][..v.seg_len()]
     }
 
-    /// Appends the value of every pattern that matches `key` to `out`, in no particular order;
-    /// a value may appear more than once.
     /// Whether some pattern may match `key`: false only when the start filter, if this
     /// automaton has one, rules every pattern out. Asked before [`Automaton::search`], so that
     /// a key turned away costs no call.
@@ -1020,6 +1018,8 @@ impl Automaton {
         self.starts.as_ref().is_none_or(|f| f.may_match(key))
     }
 
+    /// Appends the value of every pattern that matches `key` to `out`, in no particular order;
+    /// a value may appear more than once.
     pub fn search(&self, key: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         if self.code.is_empty() {
             return;

@@ -197,7 +197,8 @@ impl LiteralTable {
     }
 
     /// Appends the values of the string equal to `key`, if there is one, and says whether
-    /// there was. `key_hash` is the key's [`hash`] when the caller has it already.
+    /// there was. `key_hash` is the key's hash (this module's `hash`) when the caller has it
+    /// already.
     #[inline(always)]
     pub fn find(&self, key: &[u8], key_hash: Option<u64>, out: &mut Vec<u32>) -> bool {
         let (word, bit) = filter_bit(key);
