@@ -17,9 +17,12 @@ pub mod modprobe;
 pub mod names;
 pub mod resolve;
 pub mod rules;
+pub mod udev_handoff;
 pub mod uevent;
 
 #[cfg(test)]
 mod test_rng;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};

@@ -459,8 +459,20 @@ fn journal_priority_prefixes_only_when_stderr_is_the_journal() {
 #[test]
 fn every_command_has_help() {
     for command in [
-        "resolve", "compile", "config", "doctor", "explain", "load", "modinfo", "run", "coldplug",
-        "record", "replay", "settle",
+        "resolve",
+        "compile",
+        "config",
+        "doctor",
+        "explain",
+        "load",
+        "modinfo",
+        "run",
+        "coldplug",
+        "record",
+        "replay",
+        "settle",
+        "stop",
+        "udev-handoff",
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_modaliasd"))
             .args([command, "--help"])
@@ -503,4 +515,57 @@ fn the_man_page_lists_every_command() {
             "packaging/modaliasd.8 does not document '{command}'"
         );
     }
+}
+
+/// `udev-handoff` on the rules of Debian's own udev package: `on` hides both files that load
+/// modules (80-drivers.rules, 80-debian-compat.rules) behind copies in run/udev/rules.d that
+/// keep every other rule, `status` then says udev loads nothing, and `off` leaves the
+/// directory as it was.
+#[test]
+fn udev_handoff_takes_and_gives_back_debians_module_loading() {
+    let udev = support::unpacked_debs("udev", "lib/udev/rules.d/80-drivers.rules");
+    let root = support::TempDir::new("handoff");
+    let rules = root.path().join("lib/udev/rules.d");
+    std::fs::create_dir_all(&rules).unwrap();
+    for e in std::fs::read_dir(udev.join("lib/udev/rules.d")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), rules.join(e.file_name())).unwrap();
+    }
+    std::fs::create_dir_all(root.path().join("run/udev/rules.d")).unwrap();
+    let handoff = |action: &str| {
+        Command::new(env!("CARGO_BIN_EXE_modaliasd"))
+            .args(["udev-handoff", action, "--root"])
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let status = handoff("status");
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    assert!(handoff("on").status.success());
+    let written = root.path().join("run/udev/rules.d");
+    let mut names: Vec<String> = std::fs::read_dir(&written)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["80-debian-compat.rules", "80-drivers.rules"]);
+    for name in &names {
+        let original = std::fs::read_to_string(rules.join(name)).unwrap();
+        let copy = std::fs::read_to_string(written.join(name)).unwrap();
+        for line in original.lines() {
+            if line.contains("kmod load") {
+                assert!(
+                    copy.contains(&format!("# (loads a module) {line}")),
+                    "{name}: {line}"
+                );
+            } else {
+                assert!(copy.lines().any(|l| l == line), "{name} lost: {line}");
+            }
+        }
+    }
+    let status = handoff("status");
+    assert_eq!(status.status.code(), Some(0));
+    assert!(stdout(&status).contains("80-drivers.rules: 7 module loads handed off"));
+    assert!(handoff("off").status.success());
+    assert_eq!(std::fs::read_dir(&written).unwrap().count(), 0);
 }

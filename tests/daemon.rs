@@ -781,3 +781,44 @@ fn root_with_modules(kernel: &support::KernelTree, name: &str) -> TempDir {
     .unwrap();
     root
 }
+
+/// `run --pidfile` and `stop`, as the initramfs scripts use them with nothing but a shell:
+/// stop ends the daemon, waits for it, and the pid file and coldplug marker are gone after.
+#[test]
+fn stop_ends_the_daemon_named_by_its_pid_file() {
+    if !in_namespace() {
+        return in_new_netns("stop_ends_the_daemon_named_by_its_pid_file");
+    }
+    let kernel = kernel_tree("6.12");
+    let root = root_with_modules(&kernel, "pidfile");
+    let pidfile = root.path().join("run/modaliasd/initramfs.pid");
+    let pidfile_arg = pidfile.to_str().unwrap().to_owned();
+    let mut child = start_daemon_with(
+        root.path(),
+        &kernel.kver,
+        &["-C", "/dev/null", "--pidfile", &pidfile_arg],
+        &[],
+        &[],
+    );
+    let written = std::fs::read_to_string(&pidfile).expect("the pid file, once listening");
+    assert_eq!(written.trim(), child.id().to_string());
+    assert!(root.path().join("run/modaliasd/coldplug-done").exists());
+    let stop = modaliasd()
+        .args(["stop", "--timeout", "10", "--pidfile"])
+        .arg(&pidfile)
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    // stop returned: the daemon has ended (a zombie until collected here).
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pidfile.exists());
+    assert!(!root.path().join("run/modaliasd/coldplug-done").exists());
+    // Nothing to stop is success too.
+    let again = modaliasd()
+        .args(["stop", "--pidfile"])
+        .arg(&pidfile)
+        .status()
+        .unwrap();
+    assert!(again.success());
+}

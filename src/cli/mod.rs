@@ -16,6 +16,8 @@ mod replay;
 mod resolve;
 mod run;
 mod settle;
+mod stop;
+mod udev_handoff;
 
 use crate::index::{module_dir, running_kernel_release};
 use crate::resolve::saved::CachePolicy;
@@ -44,6 +46,8 @@ Commands:
   record    write the kernel's uevents to a file (or - for standard output)
   replay    feed a recording through the daemon's pipeline (--dry-run: print what it would do)
   settle    wait until coldplug is complete
+  stop      stop a daemon started with --pidfile, and wait until it has ended
+  udev-handoff  on|off|status: turn udev's own module loading off while modaliasd runs
 
 Diagnostics (stderr, accepted before or after the command):
   -v, --verbose   also per-event decisions; -vv everything
@@ -120,6 +124,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("record") => record::run(rest),
         Some("replay") => replay::run(rest),
         Some("settle") => settle::run(rest),
+        Some("stop") => stop::run(rest),
+        Some("udev-handoff") => udev_handoff::run(rest),
         Some("-h" | "--help" | "help") => {
             print!("{HELP}");
             Ok(EXIT_OK)

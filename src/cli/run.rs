@@ -58,9 +58,10 @@ loaded driver, such as USB devices behind a host controller, come as events in t
 and every USB disk usb-storage took has had its delay_use (it scans the disk only then) and a
 quiet period after the bind (on kernels that announce no binds: delay_use more after the last
 event while usb-storage is loaded), or at the latest after --coldplug-timeout. Then, and not
-before, READY=1 goes to systemd (Type=notify) and ROOT/run/modaliasd/coldplug-done is written
-for 'modaliasd settle'. When not asked to coldplug, the daemon does both as soon as it
-listens. Devices found during coldplug are loaded before what is left of the start's scan,
+before, ROOT/run/modaliasd/coldplug-done is written for 'modaliasd settle' (and the opt-in
+modaliasd-settle.service). READY=1 goes to systemd (Type=notify) sooner: once the daemon
+listens and the drivers for the devices present are queued, so that it never holds the boot;
+without --coldplug the marker is written then too. Devices found during coldplug are loaded before what is left of the start's scan,
 and the scan's devices other than storage and USB controllers are loaded niced (+10): the
 controllers, the devices that appear behind them and the kernel's bus enumeration come first.
 
@@ -74,6 +75,8 @@ Options:
                   exists (libudev monitors subscribe only then), on group 2 in libudev's format
   --receive-buffer BYTES  socket receive buffer (default 128 MiB; a passed socket keeps its own)
   --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
+  --pidfile FILE  write the process id to FILE once listening, and remove it on exit (see
+                  'modaliasd stop')
   -h, --help      this help
 "
     )
@@ -89,6 +92,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     let mut idle = None;
     let mut quiet = Duration::from_millis(500);
     let mut coldplug_timeout = Duration::from_secs(30);
+    let mut pidfile = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             a if CommonOptions::takes(&a) => {
@@ -107,6 +111,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
             lexopt::Arg::Long("idle-exit") => {
                 idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
+            }
+            lexopt::Arg::Long("pidfile") => {
+                pidfile = Some(std::path::PathBuf::from(super::value(&mut parser)?))
             }
             lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
                 print!("{}", help());
@@ -141,6 +148,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
     };
     let started = Instant::now();
     let mut setup = Setup::load(&common.tree, common.config.clone())?;
+    let _pidfile = match &pidfile {
+        Some(path) => Some(PidFile::write(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => None,
+    };
     tracing::debug!(
         "setup (index, modules, configuration, rules) in {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3
@@ -258,8 +269,8 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     });
                 } else {
                     mark_settled(&setup.root, true);
-                    sd_notify("READY=1");
                 }
+                sd_notify("READY=1");
                 tracing::info!("listening");
                 first = false;
             }
@@ -285,7 +296,6 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                             wait.started.elapsed().as_secs_f64()
                         );
                         mark_settled(&setup.root, true);
-                        sd_notify("READY=1");
                         coldplug_wait = None;
                     }
                 }
@@ -328,9 +338,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                                     tracing::error!(
                                         "reload failed, keeping the current setup: {e}"
                                     );
-                                    if coldplug_wait.is_none() {
-                                        sd_notify("READY=1");
-                                    }
+                                    sd_notify("READY=1");
                                 }
                             }
                         }
@@ -376,9 +384,7 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
                     drop(planner);
                     setup = new;
                     release_free_memory();
-                    if coldplug_wait.is_none() {
-                        sd_notify("READY=1");
-                    }
+                    sd_notify("READY=1");
                 }
                 None => break 'reload,
             }
@@ -386,6 +392,9 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
         sd_notify("STOPPING=1");
         Ok(())
     });
+    // The marker means a running daemon's coldplug is complete: not true once it has ended
+    // (an initramfs hands /run on to the real root).
+    mark_settled(&root, false);
     result?;
     let s = listener.stats;
     tracing::info!(
@@ -434,4 +443,39 @@ fn monotonic_usec() -> u64 {
     // SAFETY: a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
+}
+
+/// The daemon's pid file: written once it listens, removed when it ends.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> std::io::Result<PidFile> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)?;
+        }
+        // A stale file from a daemon that was killed is replaced; a symlink is not followed.
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
