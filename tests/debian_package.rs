@@ -1,12 +1,14 @@
-//! `packaging/build-deb.sh`: the package holds what packaging/ says, installed where Debian
-//! expects it, the binary inside is the static build of this version, lintian finds nothing
-//! to object to, and its maintainer scripts compile the index (private mount namespace,
-//! `unshare -m`, needs root).
+//! The Debian package (`debian/`, built with `dpkg-buildpackage`): it holds what packaging/
+//! says, installed where Debian expects it, the binary inside is the static build of this
+//! version, lintian finds nothing to object to, debhelper's scripts enable the units and
+//! trigger update-initramfs, and the package's own scripts compile the index (private mount
+//! namespace, `unshare -m`, needs root). Installing, purging and booting it on real Debian
+//! systems is tests/real_system.rs.
 
 mod support;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::TempDir;
 
@@ -21,16 +23,58 @@ fn field(deb: &Path, name: &str) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
+/// Builds the package as a packager would (`dpkg-buildpackage -b -us -uc`), from a copy of
+/// the source tree in `tmp` so that nothing lands beside the checkout (dpkg-buildpackage
+/// writes to the parent directory); the copy shares the checkout's `target` so the build
+/// reuses what cargo built.
+pub fn build_package(tmp: &Path) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = tmp.join("src/modaliasd");
+    std::fs::create_dir_all(&src).unwrap();
+    let copy = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {manifest} && git ls-files -z --cached --others --exclude-standard \
+             | xargs -0 -I{{}} cp -P --parents {{}} {src} && ln -s {manifest}/target {src}/target",
+            manifest = manifest.display(),
+            src = src.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(copy.success(), "copying the source tree");
+    let o = Command::new("dpkg-buildpackage")
+        .args(["-b", "-us", "-uc"])
+        .current_dir(&src)
+        .output()
+        .expect("dpkg-buildpackage (tests/deps.sh installs dpkg-dev and debhelper)");
+    assert!(
+        o.status.success(),
+        "dpkg-buildpackage: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let arch = String::from_utf8(
+        Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let deb = tmp.join(format!(
+        "src/modaliasd_{}_{}.deb",
+        env!("CARGO_PKG_VERSION"),
+        arch.trim()
+    ));
+    assert!(deb.exists(), "{} not built", deb.display());
+    deb
+}
+
 #[test]
 fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = TempDir::new("deb");
-    let o = Command::new(manifest.join("packaging/build-deb.sh"))
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let deb = std::path::PathBuf::from(String::from_utf8(o.stdout).unwrap().trim());
+    let deb = build_package(tmp.path());
     assert_eq!(field(&deb, "Package"), "modaliasd");
     assert_eq!(field(&deb, "Version"), env!("CARGO_PKG_VERSION"));
 
@@ -69,8 +113,20 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
             "packaging/dracut/99modaliasd/module-setup.sh",
         ),
         (
-            "usr/share/modaliasd/initramfs-tools/hooks/modaliasd",
+            "lib/systemd/system/modaliasd-settle.service",
+            "packaging/systemd/modaliasd-settle.service",
+        ),
+        (
+            "usr/share/initramfs-tools/hooks/zz-modaliasd",
             "packaging/initramfs-tools/hooks/modaliasd",
+        ),
+        (
+            "usr/share/initramfs-tools/scripts/init-top/modaliasd",
+            "packaging/initramfs-tools/scripts/init-top/modaliasd",
+        ),
+        (
+            "usr/share/initramfs-tools/scripts/init-bottom/modaliasd",
+            "packaging/initramfs-tools/scripts/init-bottom/modaliasd",
         ),
     ] {
         assert_eq!(
@@ -89,10 +145,47 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
         page,
         std::fs::read_to_string(manifest.join("packaging/modaliasd.8")).unwrap()
     );
-    let hook = tree.join("etc/kernel/postinst.d/modaliasd");
-    let sh = Command::new("sh").arg("-n").arg(&hook).status().unwrap();
-    assert!(sh.success());
-    maintainer_scripts_compile_the_index(&deb, &tree, tmp.path());
+    for hook in ["postinst", "postrm"] {
+        let hook = tree.join(format!("etc/kernel/{hook}.d/modaliasd"));
+        let sh = Command::new("sh").arg("-n").arg(&hook).status().unwrap();
+        assert!(sh.success());
+    }
+    let control = tmp.path().join("control");
+    let e = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&control)
+        .status()
+        .unwrap();
+    assert!(e.success());
+    // debhelper's part: the socket and the service enabled and started, the settle unit
+    // only installed; update-initramfs triggered; the switch for the initramfs a conffile.
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    for unit in ["modaliasd.service", "modaliasd.socket"] {
+        assert!(
+            postinst.contains(&format!("deb-systemd-helper enable '{unit}'")),
+            "{postinst}"
+        );
+    }
+    // Enabled again only where the administrator had enabled it (the no-enable form).
+    assert!(postinst.contains("deb-systemd-helper debian-installed 'modaliasd-settle.service'"));
+    assert!(!postinst.contains("'modaliasd-settle.service' >/dev/null || true\n\tfi\nfi\nif"));
+    assert!(
+        postinst.contains("deb-systemd-invoke $_dh_action 'modaliasd.service' 'modaliasd.socket'")
+    );
+    let triggers = std::fs::read_to_string(control.join("triggers")).unwrap();
+    assert!(
+        triggers
+            .lines()
+            .any(|l| l == "activate-noawait update-initramfs")
+    );
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    assert!(
+        conffiles
+            .lines()
+            .any(|l| l == "/etc/modaliasd/initramfs.conf")
+    );
+    maintainer_scripts_compile_the_index(&control, &tree, tmp.path());
 
     // Debian's own package checker has nothing to object to: no error and no warning (the
     // package's lintian overrides say why each overridden tag does not apply).
@@ -119,7 +212,7 @@ fn the_package_installs_the_binary_units_rules_hooks_and_man_page() {
 /// private mount namespace with the package's /usr laid over this one and a module directory
 /// of the 6.12 fixture's index files (links; the directory itself writable) at
 /// /usr/lib/modules.
-fn maintainer_scripts_compile_the_index(deb: &Path, tree: &Path, tmp: &Path) {
+fn maintainer_scripts_compile_the_index(control: &Path, tree: &Path, tmp: &Path) {
     let kernel = support::kernel_tree("6.12");
     let kver = &kernel.kver;
     let modules = tmp.join("modules");
@@ -132,14 +225,6 @@ fn maintainer_scripts_compile_the_index(deb: &Path, tree: &Path, tmp: &Path) {
             std::os::unix::fs::symlink(e.path(), dir.join(&name)).unwrap();
         }
     }
-    let control = tmp.join("control");
-    let e = Command::new("dpkg-deb")
-        .arg("-e")
-        .arg(deb)
-        .arg(&control)
-        .status()
-        .unwrap();
-    assert!(e.success());
     std::fs::create_dir_all(tree.join("usr/lib/modules")).unwrap();
     let said = support::in_private_mounts(
         "maintainer scripts",
@@ -147,6 +232,10 @@ fn maintainer_scripts_compile_the_index(deb: &Path, tree: &Path, tmp: &Path) {
             "set -e
 {overlay}
 mount --bind {modules} /usr/lib/modules
+# debhelper's part of postinst enables units: on empty directories, not this machine's.
+for d in /etc/systemd /var/lib/systemd /run/systemd; do
+    mkdir -p $d && mount -t tmpfs none $d
+done
 index=/usr/lib/modules/{kver}/modaliasd.index
 {tree}/etc/kernel/postinst.d/modaliasd {kver} /boot/vmlinuz-{kver}
 [ -s $index ] && echo 'hook: index'

@@ -9,10 +9,11 @@ $sudo apt-get update -q
 # libraries after them are what its unpacked systemd-udevd links against (the dracut test puts
 # that udevd in its image too, as dracut requires); lintian checks the Debian package;
 # e2fsprogs makes the root file system the initramfs-tools test boots into; shellcheck reads
-# every shell script (tests/shell_scripts.rs).
+# every shell script (tests/shell_scripts.rs); debhelper (with dpkg-dev) builds the package
+# from debian/ as a packager would.
 $sudo apt-get install -y -q --no-install-recommends gcc libc6-dev kmod libkmod-dev libudev-dev pkg-config time \
     qemu-system-x86 busybox-static cpio libacl1 libblkid1 libcap2 libselinux1 libkmod2 libsystemd-shared \
-    lintian e2fsprogs shellcheck
+    lintian e2fsprogs shellcheck debhelper
 "$(dirname "$0")/fixtures/kernels.sh"
 "$(dirname "$0")/fixtures/udev.sh"
 # The real initramfs generators, unpacked, for the tests that build images with them.

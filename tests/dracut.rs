@@ -216,9 +216,9 @@ dracut --conf {conf} --confdir {confdir} --tmpdir {work} --no-hostonly \
 }
 
 /// Our systemd units under a real systemd, as /init of an initramfs with udevd masked (the
-/// setup packaging/README.md describes for replacing it): systemd creates the uevent socket
-/// from modaliasd.socket and starts the daemon on it; units ordered after modaliasd.service
-/// start only once its READY=1 says coldplug is complete, so the probe finds the drivers loaded;
+/// setup for a system without udev): systemd creates the uevent socket from modaliasd.socket
+/// and starts the daemon on it; units ordered after modaliasd-settle.service start only once
+/// coldplug is complete, so the probe finds the drivers loaded;
 /// a restart gets the same socket again, which systemd kept open; `systemctl reload` reaches
 /// the daemon; and a uevent that arrives
 /// while the daemon is stopped waits in that socket, starts the daemon, and is read by it.
@@ -229,7 +229,11 @@ fn systemd_runs_the_units_on_the_socket_it_holds() {
     let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
     let etc = tmp.path().join("etc");
     let system = etc.join("systemd/system");
-    for unit in ["modaliasd.service", "modaliasd.socket"] {
+    for unit in [
+        "modaliasd.service",
+        "modaliasd.socket",
+        "modaliasd-settle.service",
+    ] {
         copy_file(&units.join(unit), &system.join(unit));
     }
     // Enabled as `systemctl enable` would, from the units' [Install] sections.
@@ -264,7 +268,8 @@ fn systemd_runs_the_units_on_the_socket_it_holds() {
     // the probe too.
     std::fs::write(
         system.join("vmtest-probe.service"),
-        "[Unit]\nDefaultDependencies=no\nWants=modaliasd.service\nAfter=modaliasd.service\n\
+        "[Unit]\nDefaultDependencies=no\nWants=modaliasd-settle.service\n\
+         After=modaliasd-settle.service\n\
          [Service]\nType=oneshot\nExecStart=/bin/bash /vmtest-probe.sh\n",
     )
     .unwrap();

@@ -42,7 +42,7 @@ fn shell_scripts(dir: &Path, out: &mut Vec<(PathBuf, &'static str)>) {
 fn shell_scripts_pass_shellcheck() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut scripts = Vec::new();
-    for dir in ["packaging", "tests", ".ci"] {
+    for dir in ["packaging", "debian", "tests", ".ci"] {
         shell_scripts(&root.join(dir), &mut scripts);
     }
     scripts.sort();
@@ -52,6 +52,8 @@ fn shell_scripts_pass_shellcheck() {
         "packaging/initramfs-tools/scripts/init-top/modaliasd",
         "packaging/mkinitcpio/hooks/modaliasd",
         "packaging/openrc/modaliasd",
+        "debian/modaliasd.postrm",
+        "debian/kernel-postrm",
         "tests/vm/init",
         ".ci/run",
     ] {

@@ -37,7 +37,14 @@ systemd-analyze verify --man=no {files}",
 #[test]
 fn systemd_finds_nothing_to_say_about_the_units() {
     let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
-    let said = verify(&units, &["modaliasd.service", "modaliasd.socket"]);
+    let said = verify(
+        &units,
+        &[
+            "modaliasd.service",
+            "modaliasd.socket",
+            "modaliasd-settle.service",
+        ],
+    );
     assert_eq!(said, "", "systemd-analyze verify");
 }
 
@@ -59,4 +66,26 @@ fn a_misspelt_directive_would_be_reported() {
     );
     let said = verify(tmp.path(), &["modaliasd.service", "modaliasd.socket"]);
     assert!(said.contains("Unknown key 'ReceiveBufer'"), "{said}");
+}
+
+/// Beside udevd, not instead of it: no unit conflicts with udevd or its sockets (the handoff of
+/// module loading is the rules override, see src/udev_handoff.rs), and the service hands off
+/// before it starts and back whenever it stops.
+#[test]
+fn the_units_leave_udevd_alone_and_hand_module_loading_back_on_stop() {
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd");
+    for unit in [
+        "modaliasd.service",
+        "modaliasd.socket",
+        "modaliasd-settle.service",
+    ] {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("Conflicts=")) {
+            assert!(!line.contains("udev"), "{unit}: {line}");
+        }
+    }
+    let service = std::fs::read_to_string(units.join("modaliasd.service")).unwrap();
+    assert!(service.contains("\nExecStartPre=-/usr/sbin/modaliasd udev-handoff on\n"));
+    assert!(service.contains("\nExecStopPost=/usr/sbin/modaliasd udev-handoff off\n"));
+    assert!(service.contains("\nBefore=sysinit.target systemd-udev-trigger.service"));
 }
