@@ -40,7 +40,11 @@ fn openrc_reads_the_service_as_written() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/openrc/modaliasd");
     let said = openrc_run(&script, &["depend", "describe"]);
     let depend: Vec<&str> = said[0].lines().collect();
-    for line in ["provide dev", "need sysfs dev-mount", "before checkfs fsck"] {
+    for line in [
+        "provide dev",
+        "use sysfs dev-mount mountkernfs mountdevsubfs",
+        "before checkfs fsck checkfs.sh checkroot.sh",
+    ] {
         assert!(depend.contains(&line), "no '{line}' in: {depend:?}");
     }
     let keywords = depend
@@ -94,11 +98,11 @@ fn openrc_starts_reloads_and_stops_the_daemon() {
     );
     let log = tmp.path().join("daemon.log");
     std::fs::create_dir_all(etc.join("conf.d")).unwrap();
-    // --output is Debian's start-stop-daemon's: the daemon's log, for the test to read.
+    // The daemon's log, for the test to read, where conf.d puts it (run --log-file).
     std::fs::write(
         etc.join("conf.d/modaliasd"),
         format!(
-            "MODALIASD_OPTS=\"--kver {} --dry-run\"\nstart_stop_daemon_args=\"--output {}\"\n",
+            "MODALIASD_OPTS=\"--kver {} --dry-run\"\nMODALIASD_LOG={}\n",
             tree.kver,
             log.display()
         ),
@@ -161,7 +165,8 @@ run status
     assert!(said.contains("exe /usr/sbin/modaliasd\n"), "{context}");
     assert!(
         said.contains(&format!(
-            "args /usr/sbin/modaliasd run --coldplug --kver {} --dry-run",
+            "args /usr/sbin/modaliasd run --coldplug --log-file {} --kver {} --dry-run",
+            log.display(),
             tree.kver
         )),
         "{context}"

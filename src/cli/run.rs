@@ -77,6 +77,8 @@ Options:
   --idle-exit SECONDS     exit after SECONDS without an event (for tests and one-shot use)
   --pidfile FILE  write the process id to FILE once listening, and remove it on exit (see
                   'modaliasd stop')
+  --log-file FILE append the log to FILE instead of standard error (for service managers
+                  that keep no log, such as OpenRC with Debian's start-stop-daemon)
   -h, --help      this help
 "
     )
@@ -111,6 +113,10 @@ pub fn run(args: Vec<OsString>) -> Result<i32, String> {
             }
             lexopt::Arg::Long("idle-exit") => {
                 idle = Some(Duration::from_secs_f64(number(&mut parser)? as f64))
+            }
+            lexopt::Arg::Long("log-file") => {
+                let path = std::path::PathBuf::from(super::value(&mut parser)?);
+                log_to(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             }
             lexopt::Arg::Long("pidfile") => {
                 pidfile = Some(std::path::PathBuf::from(super::value(&mut parser)?))
@@ -478,4 +484,22 @@ impl Drop for PidFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Sends standard error, and so the log, to the end of `path` (created 0640, never through a
+/// symlink).
+fn log_to(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    // SAFETY: both descriptors are valid; dup2 replaces fd 2 atomically.
+    if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
