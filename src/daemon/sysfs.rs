@@ -3,8 +3,11 @@
 //! This is what `coldplug --scan` loads drivers for without triggering any event, and what the
 //! daemon rescans after its receive buffer overflowed (events were lost, the devices were not).
 //! Each device becomes a synthetic `add` message in kernel format (`ACTION`, `DEVPATH`,
-//! `SUBSYSTEM` from the `subsystem` link, `MODALIAS`), in depth-first order so that parents come
-//! before their children.
+//! `SUBSYSTEM` from the `subsystem` link, `MODALIAS`, and the variables of its `uevent` file:
+//! `DEVTYPE`, `DRIVER`, ...), in depth-first order so that parents come before their children.
+//! The `uevent` variables are what the kernel's event would carry: rules match on them (Debian's
+//! load of `sg` for every device of `DEVTYPE=scsi_device`), so a scanned device must meet the
+//! rules as its event would.
 
 use std::path::Path;
 
@@ -78,6 +81,7 @@ fn visit(sys: &Path, dir: &Path) -> (Option<Vec<u8>>, Vec<std::path::PathBuf>) {
     };
     let mut children = Vec::new();
     let mut modalias = None;
+    let mut has_uevent = false;
     for e in entries.flatten() {
         // d_type from the directory listing: no stat, and a path only where needed.
         let Ok(kind) = e.file_type() else { continue };
@@ -85,6 +89,8 @@ fn visit(sys: &Path, dir: &Path) -> (Option<Vec<u8>>, Vec<std::path::PathBuf>) {
             children.push(e.path());
         } else if kind.is_file() && e.file_name() == "modalias" {
             modalias = std::fs::read(e.path()).ok();
+        } else if kind.is_file() && e.file_name() == "uevent" {
+            has_uevent = true;
         }
     }
     children.sort();
@@ -107,9 +113,32 @@ fn visit(sys: &Path, dir: &Path) -> (Option<Vec<u8>>, Vec<std::path::PathBuf>) {
         msg.extend_from_slice(b"MODALIAS=");
         msg.extend_from_slice(&alias);
         msg.push(0);
+        if has_uevent {
+            append_uevent_variables(
+                &mut msg,
+                &std::fs::read(dir.join("uevent")).unwrap_or_default(),
+            );
+        }
         Some(msg)
     });
     (message, children)
+}
+
+/// Appends the `KEY=VALUE` lines of a device's `uevent` file to its message, but for the keys
+/// the message already has and lines that could not be a variable.
+fn append_uevent_variables(msg: &mut Vec<u8>, uevent: &[u8]) {
+    const OWN: &[&[u8]] = &[b"ACTION", b"DEVPATH", b"SUBSYSTEM", b"MODALIAS", b"SEQNUM"];
+    for line in uevent.split(|c| *c == b'\n') {
+        let Some(eq) = memchr::memchr(b'=', line) else {
+            continue;
+        };
+        let key = &line[..eq];
+        if key.is_empty() || line.contains(&0) || OWN.contains(&key) {
+            continue;
+        }
+        msg.extend_from_slice(line);
+        msg.push(0);
+    }
 }
 
 /// Every device's `uevent` file under `ROOT/sys/devices` (devices with a subsystem: the others
@@ -218,6 +247,38 @@ mod tests {
         let want: Vec<String> = (0..devices.len()).map(|i| format!("dev:{i}")).collect();
         assert_eq!(got, want);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_scanned_device_carries_its_uevent_variables() {
+        let root = crate::test_support::TempRoot::new("sysfs-uevent");
+        let dir = "sys/devices/pci0000:00/0000:00:05.0/host0/target0:0:0/0:0:0:0";
+        root.write(&format!("{dir}/modalias"), "scsi:t-0x00\n");
+        root.write(
+            &format!("{dir}/uevent"),
+            "DEVTYPE=scsi_device\nDRIVER=sd\nMODALIAS=scsi:t-0x00\nnot a variable\n",
+        );
+        std::os::unix::fs::symlink(
+            "../../../../../../bus/scsi",
+            root.path().join(dir).join("subsystem"),
+        )
+        .unwrap();
+        let messages = scan(root.path());
+        assert_eq!(messages.len(), 1);
+        let event = crate::uevent::Event::parse(&messages[0]).unwrap();
+        assert_eq!(event.get(b"DEVTYPE"), Some(&b"scsi_device"[..]));
+        assert_eq!(event.get(b"DRIVER"), Some(&b"sd"[..]));
+        assert_eq!(event.get(b"SUBSYSTEM"), Some(&b"scsi"[..]));
+        // MODALIAS once, from the modalias file.
+        let text = String::from_utf8_lossy(&messages[0]);
+        assert_eq!(text.matches("MODALIAS=").count(), 1, "{text}");
+        // Debian's rule for SCSI devices now applies to the scanned device as to its event.
+        let mut rules = crate::rules::Rules::default();
+        rules.parse(
+            std::path::Path::new("80-debian-compat.rules"),
+            crate::rules::SHIPPED_RULES[0].1,
+        );
+        assert_eq!(rules.apply(&event).len(), 1);
     }
 
     #[test]
