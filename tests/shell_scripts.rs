@@ -42,7 +42,7 @@ fn shell_scripts(dir: &Path, out: &mut Vec<(PathBuf, &'static str)>) {
 fn shell_scripts_pass_shellcheck() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut scripts = Vec::new();
-    for dir in ["packaging", "debian", "tests", ".ci"] {
+    for dir in ["packaging", "debian", "tests", "benches", ".ci"] {
         shell_scripts(&root.join(dir), &mut scripts);
     }
     scripts.sort();

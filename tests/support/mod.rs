@@ -338,3 +338,51 @@ pub fn config_lines(stdout: &[u8], ours: bool) -> Vec<String> {
             .collect()
     }
 }
+
+/// Builds the package as a packager would (`dpkg-buildpackage -b -us -uc`), from a copy of
+/// the source tree in `tmp` so that nothing lands beside the checkout (dpkg-buildpackage
+/// writes to the parent directory); the copy shares the checkout's `target` so the build
+/// reuses what cargo built.
+pub fn build_package(tmp: &Path) -> PathBuf {
+    use std::process::Command;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = tmp.join("src/modaliasd");
+    std::fs::create_dir_all(&src).unwrap();
+    let copy = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {manifest} && git ls-files -z --cached --others --exclude-standard \
+             | xargs -0 -I{{}} cp -P --parents {{}} {src} && ln -s {manifest}/target {src}/target",
+            manifest = manifest.display(),
+            src = src.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(copy.success(), "copying the source tree");
+    let o = Command::new("dpkg-buildpackage")
+        .args(["-b", "-us", "-uc"])
+        .current_dir(&src)
+        .output()
+        .expect("dpkg-buildpackage (tests/deps.sh installs dpkg-dev and debhelper)");
+    assert!(
+        o.status.success(),
+        "dpkg-buildpackage: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let arch = String::from_utf8(
+        Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let deb = tmp.join(format!(
+        "src/modaliasd_{}_{}.deb",
+        env!("CARGO_PKG_VERSION"),
+        arch.trim()
+    ));
+    assert!(deb.exists(), "{} not built", deb.display());
+    deb
+}
