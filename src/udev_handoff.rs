@@ -168,17 +168,11 @@ fn survey(root: &Path, write: bool) -> Result<Report, Error> {
             }
             continue;
         }
-        let hideable = effective.starts_with(root.join(UDEV_RULE_DIRS[2]))
-            || effective.starts_with(root.join(UDEV_RULE_DIRS[3]))
-            || effective.starts_with(root.join(UDEV_RULE_DIRS[4]));
-        if !hideable {
-            report.findings.push(Finding::Kept {
-                path: effective.clone(),
-                loads,
-            });
-            continue;
-        }
-        if !have_ours && !write {
+        // Only the directories below /run can be hidden from /run.
+        let hideable = UDEV_RULE_DIRS[2..]
+            .iter()
+            .any(|dir| effective.starts_with(root.join(dir)));
+        if !hideable || (!have_ours && !write) {
             report.findings.push(Finding::Kept {
                 path: effective.clone(),
                 loads,
