@@ -1,5 +1,5 @@
 //! The daemon's pipeline: replay of a real recorded coldplug against modprobe, and the netlink
-//! daemon on real kernel events injected inside a private network namespace (semantics.md §5),
+//! daemon on real kernel events injected inside a private network namespace,
 //! including a user-space impostor and a storm that overflows the receive buffer.
 
 mod support;

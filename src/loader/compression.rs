@@ -4,7 +4,7 @@
 //! `MODULE_INIT_COMPRESSED_FILE`, but only with the one decompressor it was built with (named in
 //! `/sys/module/compression`). Anything else is decompressed here and handed to `init_module`.
 //! The decoders are pure Rust (lzma-rs, ruzstd, miniz_oxide) so the binary stays static for an
-//! initramfs; semantics.md §4 lists their throughput against the C libraries.
+//! initramfs, at about half the C libraries' throughput for xz, a fifth for zstd.
 
 use std::io::Read;
 

@@ -4,7 +4,7 @@
 //! the configuration directories, highest precedence first. A basename already seen hides the
 //! same basename further down; the surviving files are parsed in one order, sorted by basename,
 //! whatever their directory. depmod's `modules.softdep` joins that list as if it were a
-//! configuration file, and the kernel command line is read after all files (semantics.md §1).
+//! configuration file, and the kernel command line is read after all files.
 //!
 //! Lines: a backslash before a newline joins two lines, a backslash before anything else is
 //! dropped and the character kept; only `#` in column 0 starts a comment; tokens split on spaces

@@ -1,7 +1,7 @@
 //! From a MODALIAS or a module name to the modules libkmod would return, in libkmod's order.
 //!
 //! libkmod (`kmod_module_new_from_lookup`) normalises the string, then tries these sources in
-//! turn and stops at the first that yields anything (semantics.md §2):
+//! turn and stops at the first that yields anything (docs/design.md, "Resolving"):
 //!
 //! 1. `alias` lines of modprobe.d            — [`ConfigLookup::aliases`]
 //! 2. an exact module name in `modules.dep`   (not for strings containing `:`)

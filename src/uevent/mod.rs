@@ -2,7 +2,7 @@
 //!
 //! A kernel message on `NETLINK_KOBJECT_UEVENT` is `ACTION@DEVPATH\0` followed by
 //! `KEY=VALUE\0` pairs (ACTION, DEVPATH and SUBSYSTEM first, SEQNUM last), with no netlink
-//! header (semantics.md §5). [`Event::parse`] borrows every key and value from the buffer and
+//! header. [`Event::parse`] borrows every key and value from the buffer and
 //! keeps at most [`MAX_VARS`] of them in a fixed array, so parsing never touches the heap. It is
 //! strict: anything that is not exactly that shape is an error, never a panic.
 

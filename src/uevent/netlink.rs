@@ -2,7 +2,7 @@
 //!
 //! Trust: any root process may multicast to group 1 from user space. The kernel's own messages
 //! come from port id 0 with uid 0 credentials (`SO_PASSCRED`); everything else is rejected and
-//! counted (semantics.md §5). Messages longer than the 8 KiB buffer (`MSG_TRUNC`) are rejected
+//! counted. Messages longer than the 8 KiB buffer (`MSG_TRUNC`) are rejected
 //! too. The receive buffer is forced large (`SO_RCVBUFFORCE`, falling back to `SO_RCVBUF`); if it
 //! overflows anyway, `recv` fails once with ENOBUFS, reported as [`Received::Overflow`]: events
 //! are lost and the caller must rescan sysfs.
