@@ -25,6 +25,7 @@ die() {
 root=$1
 here=$(cd "$(dirname "$0")" && pwd)
 [ -d "$root/etc" ] || die "$root is not a root file system"
+install -D -m 0644 "$here/probe/common.sh" "$root/usr/local/lib/system-test/common.sh"
 
 init=$(readlink "$root/sbin/init" || true)
 if [ -d "$root/etc/systemd/system" ] && [ "${init##*/}" = systemd ]; then

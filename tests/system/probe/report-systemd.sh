@@ -9,30 +9,10 @@
 # Report format, between the lines ==REPORT-BEGIN== and ==REPORT-END==: first "key: value"
 # lines, then sections, each opened by a line "== NAME ==" and running to the next one.
 set -u
-console=/dev/ttyS0
 out=/run/system-test-report.txt
 
-# Waits until /proc/modules has not changed for QUIET seconds (kernel parameter
-# systemtest.quiet=N, default 10), at most 300 s: the loaders may still be at work when the boot
-# counts as finished (udev's coldplug events are handled after systemd-udev-trigger ends).
-# Sets quiet_waited (seconds) and last_change (uptime of the last change seen, "-": none).
-wait_modules_quiet() {
-    quiet=$(sed -n 's/.*systemtest\.quiet=\([0-9]*\).*/\1/p' /proc/cmdline)
-    quiet=${quiet:-10}
-    last=$(cut -d' ' -f1 /proc/modules | sort | cksum)
-    still=0 quiet_waited=0 last_change=-
-    while [ "$still" -lt "$quiet" ] && [ "$quiet_waited" -lt 300 ]; do
-        sleep 1
-        quiet_waited=$((quiet_waited + 1))
-        now=$(cut -d' ' -f1 /proc/modules | sort | cksum)
-        if [ "$now" = "$last" ]; then
-            still=$((still + 1))
-        else
-            last=$now still=0 last_change=$(cut -d' ' -f1 /proc/uptime)
-        fi
-    done
-}
-up() { cut -d' ' -f1 /proc/uptime; }
+# shellcheck source=common.sh
+. /usr/local/lib/system-test/common.sh
 
 state=$(timeout 300 systemctl is-system-running --wait 2>&1) || true
 running_at=$(up)
@@ -65,7 +45,6 @@ multi_user=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target 2
 failed=$(systemctl --failed --plain --no-legend --no-pager 2>&1)
 devices=$(systemctl list-units --type=device --state=active --plain --no-legend --no-pager | awk '{ print $1 }')
 modules=$(cut -d' ' -f1 /proc/modules | sort)
-count() { if [ -n "$1" ]; then printf '%s\n' "$1" | wc -l; else echo 0; fi; }
 
 {
     # A line of its own, whatever the getty's prompt left on the current one.
@@ -98,14 +77,7 @@ count() { if [ -n "$1" ]; then printf '%s\n' "$1" | wc -l; else echo 0; fi; }
     echo "== modules =="
     printf '%s\n' "$modules"
     echo "== devices-modalias =="
-    # Every device with a modalias: its sysfs path, the driver bound to it ("-": none) and
-    # its modalias.
-    find /sys/devices -name modalias -type f 2>/dev/null | sort | while read -r file; do
-        dir=${file%/modalias}
-        driver=-
-        [ -e "$dir/driver" ] && driver=$(basename "$(readlink "$dir/driver")")
-        echo "${dir#/sys} $driver $(cat "$file" 2>/dev/null)"
-    done
+    devices_modalias
     echo "== systemd-analyze =="
     printf '%s\n' "$analyze"
     echo "== blame =="
@@ -132,11 +104,7 @@ count() { if [ -n "$1" ]; then printf '%s\n' "$1" | wc -l; else echo 0; fi; }
     echo "==REPORT-END=="
 } >"$out" 2>&1
 
-# Kernel messages on the console would cut into the report's lines.
-read -r level _ </proc/sys/kernel/printk
-dmesg -n 1 2>/dev/null || true
-cat "$out" >"$console"
-dmesg -n "$level" 2>/dev/null || true
+to_console "$out"
 
 if ! grep -qw systemtest.keep /proc/cmdline; then
     systemctl poweroff
